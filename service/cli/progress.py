@@ -1,0 +1,126 @@
+"""Follow a job's Server-Sent Events until it ends, drawing its progress on stderr.
+
+The gateway streams the job's events (`GET /v1/jobs/{id}/events`, `Accept:
+text/event-stream`) and closes the stream when the job ends. If the stream breaks early,
+we reconnect with `Last-Event-ID` and skip events already seen.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, TextIO
+
+import httpx
+from tqdm import tqdm
+
+from .api import Api, ClientError
+
+FINISHED = {"succeeded", "failed", "cancelled"}
+STREAM_TIMEOUT = httpx.Timeout(None, connect=10.0)  # a quiet job may send nothing for minutes
+
+
+@dataclass
+class ServerEvent:
+    id: str | None = None
+    event: str = "message"
+    data_lines: list[str] = field(default_factory=list)
+
+    def payload(self) -> dict:
+        try:
+            value = json.loads("\n".join(self.data_lines))
+        except ValueError:
+            return {"message": "\n".join(self.data_lines)}
+        return value if isinstance(value, dict) else {"message": str(value)}
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
+    """Server-Sent Events from text lines (the HTML living standard's field rules)."""
+    event = ServerEvent()
+    for line in lines:
+        if not line:
+            if event.data_lines:
+                yield event
+            event = ServerEvent(id=event.id)  # the last event id carries over
+            continue
+        if line.startswith(":"):
+            continue  # a comment: keep-alive
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            event.data_lines.append(value)
+        elif name == "event":
+            event.event = value
+        elif name == "id":
+            event.id = value
+    if event.data_lines:
+        yield event
+
+
+class ProgressBar:
+    """One tqdm bar per stage, plus the job's messages printed above it."""
+
+    def __init__(self, out: TextIO = sys.stderr):
+        self.out = out
+        self.bar: tqdm | None = None
+        self.stage: str | None = None
+
+    def show(self, event: dict) -> None:
+        data = event.get("data") or {}
+        stage = data.get("stage") or event.get("stage")
+        step = data.get("step")
+        total = data.get("total_steps") or data.get("total")
+        if stage and stage != self.stage:
+            self._start(stage, total)
+        if self.bar is not None and isinstance(step, int):
+            if total and self.bar.total != total:
+                self.bar.total = total
+            self.bar.n = step
+            self.bar.refresh()
+        if event.get("type") != "progress" and event.get("message"):
+            self.say(f"[{event.get('level', 'info')}] {event['message']}")
+
+    def say(self, text: str) -> None:
+        tqdm.write(text, file=self.out)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _start(self, stage: str, total) -> None:
+        self.close()
+        self.stage = stage
+        self.bar = tqdm(total=total or None, desc=f"{stage:<11}", unit="step", file=self.out,
+                        dynamic_ncols=True, mininterval=0.1, leave=True)
+
+
+def follow(api: Api, job_id: str, bar: ProgressBar) -> dict:
+    """Stream the job's events into the bar until the job is finished; return the job."""
+    seen: set[str] = set()
+    last_id: str | None = None
+    while True:
+        headers = {"Accept": "text/event-stream"}
+        if last_id:
+            headers["Last-Event-ID"] = last_id
+        try:
+            with api.stream(f"/v1/jobs/{job_id}/events", headers=headers, timeout=STREAM_TIMEOUT) as response:
+                for event in parse_sse(response.iter_lines()):
+                    if event.id is not None:
+                        if event.id in seen:
+                            continue
+                        seen.add(event.id)
+                        last_id = event.id
+                    bar.show(event.payload())
+        except ClientError as exc:
+            if getattr(exc, "status", None):  # the server refused: not a broken stream
+                raise
+            bar.say(f"(event stream interrupted: {exc}; reconnecting)")
+            time.sleep(1.0)
+        job = api.get(f"/v1/jobs/{job_id}")
+        if job.get("status") in FINISHED:
+            bar.close()
+            return job
+        time.sleep(0.5)  # the stream ended before the job did: reconnect, gently
