@@ -1,0 +1,89 @@
+"""What every method's configuration shares, and how configurations check themselves.
+
+This module imports no torch: the gateway validates job bodies with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..errors import InvalidInput
+
+TRAINABLE_SETS = ("unet", "cross_attention")
+
+
+def setting(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Settings of the data and the loop, common to all methods. Subclasses add their own."""
+
+    method: ClassVar[str] = ""
+
+    steps: int = setting("optimizer steps", 100)
+    learning_rate: float = setting("Adam learning rate", 1e-5)
+    batch_size: int = setting("forget samples per step (and as many paired retain samples)", 8)
+    num_prompts: int = setting("forget prompts (and as many paired retain prompts) in the training set", 800)
+    trainable: str = setting("which UNet parameters change: 'unet' (all) or 'cross_attention'", "unet")
+    generation_steps: int = setting("sampler steps when the original model generates the training latents", 25)
+    guidance_scale: float = setting("classifier-free guidance when generating the training latents", 7.5)
+    generation_batch_size: int = setting("images per sampler call when generating latents", 16)
+    save_every: int = setting("steps between two saved resumable states", 25)
+    eval_prompts: int = setting("held-out prompts per set (forget, retain) drawn for evaluation", 8)
+
+    BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
+        "steps": (1, 100_000),
+        "learning_rate": (1e-9, 1.0),
+        "batch_size": (1, 1024),
+        "num_prompts": (1, 100_000),
+        "generation_steps": (1, 1000),
+        "guidance_scale": (0.0, 50.0),
+        "generation_batch_size": (1, 1024),
+        "save_every": (1, 100_000),
+        "eval_prompts": (0, 1000),
+    }
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
+        for name, (low, high) in self.BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and not (low <= value <= high):
+                raise InvalidInput(f"hyperparameters.{name}", f"must be between {low:g} and {high:g}, got {value!r}")
+        if self.trainable not in TRAINABLE_SETS:
+            raise InvalidInput("hyperparameters.trainable", f"must be one of {', '.join(TRAINABLE_SETS)}, got {self.trainable!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> "MethodConfig":
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        for name in values:
+            if name not in known:
+                raise InvalidInput(f"hyperparameters.{name}", f"is not a setting of method {cls.method!r}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    """Configs come from JSON: accept ints for floats, nothing else loosely."""
+    where = f"hyperparameters.{name}"
+    optional = "None" in annotation
+    if value is None:
+        if not optional:
+            raise InvalidInput(where, "must not be null")
+        return
+    if annotation.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput(where, f"must be an integer, got {value!r}")
+    elif annotation.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidInput(where, f"must be a finite number, got {value!r}")
+    elif annotation.startswith("str") and not isinstance(value, str):
+        raise InvalidInput(where, f"must be a string, got {value!r}")

@@ -1,0 +1,59 @@
+"""Restricted gradient (Ko et al., NeurIPS 2024), METHOD.md section 1.
+
+g_f = -grad L_f (zero once L_f exceeds the ceiling), g_r = grad L_r, one global vector each.
+Under conflict (g_f . g_r < 0) each is projected onto the normal plane of the other,
+and d = proj(g_f) + w proj(g_r); otherwise d = g_f + w g_r. Then d . g_f >= 0 and
+d . g_r >= 0: to first order neither objective gets worse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import InvalidInput, MethodConfig, setting
+from .registry import register
+
+
+@register
+@dataclass(frozen=True)
+class RGConfig(MethodConfig):
+    method = "rg"
+
+    retain_weight: float = setting("weight w of the retain direction in d = g_f + w g_r (the paper's alpha)", 1.6)
+    forget_loss_ceiling: float | None = setting(
+        "the hinge: no forget gradient once the forget loss exceeds this level (null: never)", 1.1
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive("retain_weight", self.retain_weight)
+        if self.forget_loss_ceiling is not None:
+            _check_positive("forget_loss_ceiling", self.forget_loss_ceiling)
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not 0 < value <= 1e6:
+        raise InvalidInput(f"hyperparameters.{name}", f"must be above 0 and at most 1e6, got {value!r}")
+
+
+def coefficients(ff: float, rr: float, fr: float, retain_weight: float) -> tuple[float, float]:
+    """(a, b) with d = a g_f + b g_r, from ff = |g_f|^2, rr = |g_r|^2, fr = g_f . g_r.
+
+    Expanding both projections: d = (1 - w fr/ff) g_f + (w - fr/rr) g_r under conflict.
+    A projection onto a zero vector is no projection (fr < 0 already implies both are nonzero,
+    the guards only keep rounding from dividing by zero).
+    """
+    if fr >= 0:
+        return 1.0, retain_weight
+    a = 1.0 - retain_weight * fr / ff if ff > 0 else 1.0
+    b = retain_weight - fr / rr if rr > 0 else retain_weight
+    return a, b
+
+
+def restricted_gradient(forget_grad, retain_grad, retain_weight: float):
+    """The update direction d for flat 1-D tensors; `forget_grad` is already g_f = -grad L_f."""
+    if forget_grad.shape != retain_grad.shape or forget_grad.dim() != 1:
+        raise ValueError(f"expected two flat tensors of one shape, got {tuple(forget_grad.shape)} and {tuple(retain_grad.shape)}")
+    ff, rr, fr = (float(x.dot(y)) for x, y in ((forget_grad, forget_grad), (retain_grad, retain_grad), (forget_grad, retain_grad)))
+    a, b = coefficients(ff, rr, fr, retain_weight)
+    return forget_grad * a + retain_grad * b
