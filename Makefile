@@ -19,3 +19,9 @@ install: $(VENV)/.installed
 test: install
 	scripts/test-servers
 	$(PY) -m pytest
+
+# The service on the embedded defaults with the digits demo model; prints URL, key and curl commands.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+run: install
+	scripts/run-demo $(VENV) $(HOST) $(PORT)
