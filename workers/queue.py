@@ -27,3 +27,14 @@ def enqueue(app, job_id: str) -> bool:
         log.warning("could not publish job %s: %s", job_id, error)
         return False
     return True
+
+
+def waiting_messages(app) -> int:
+    """How many messages wait on the `gpu` queue (0 when the broker has no such queue yet)."""
+    from kombu.exceptions import ChannelError
+
+    with app.connection_for_write() as connection:
+        try:
+            return connection.default_channel.queue_declare(queue=GPU_QUEUE, passive=True).message_count
+        except ChannelError:  # Redis keeps no empty list: an empty queue "does not exist"
+            return 0

@@ -1,0 +1,47 @@
+"""Progress and events from the library's callbacks into the job's row and event log.
+
+A database write per training step would slow a fast loop, so progress (the row, plus
+a `progress` event) is written at most every `min_interval_s` seconds, plus always on a
+change of stage and on the last step. Reporting is best effort: a database hiccup is logged and never fails the job
+(the lease and the final state are what must not be lost, and they are retried elsewhere).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from workers.db_retry import TRANSIENT, retry_db
+
+log = logging.getLogger(__name__)
+
+
+class Reporter:
+    def __init__(self, set_progress: Callable[[str, int, int], None],
+                 add_event: Callable[[str, str, dict], None], min_interval_s: float = 1.0):
+        self._set_progress = set_progress
+        self._add_event = add_event
+        self._min_interval_s = min_interval_s
+        self._stage: str | None = None
+        self._written_at = float("-inf")
+
+    def on_progress(self, stage: str, step: int, total: int) -> None:
+        new_stage = stage != self._stage
+        due = time.monotonic() - self._written_at >= self._min_interval_s
+        if not (new_stage or due or step >= total):
+            return
+        self._stage = stage
+        self._write(lambda: self._set_progress(stage, step, total), "progress")
+        self._written_at = time.monotonic()
+
+    def on_event(self, type: str, message: str, data: dict | None = None) -> None:
+        self._write(lambda: retry_db(lambda: self._add_event(type, message, data or {}),
+                                     deadline_s=10.0, what="event"), "event")
+
+    @staticmethod
+    def _write(write: Callable[[], None], what: str) -> None:
+        try:
+            write()
+        except TRANSIENT as error:
+            log.warning("dropped a %s update: database unreachable (%s)", what, type(error).__name__)

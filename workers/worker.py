@@ -1,0 +1,43 @@
+"""`lethe worker`: one Celery worker process for one GPU, with its reconciler thread.
+
+The parent process consumes from the `gpu` queue and forks a fresh child for each task
+(`-c 1`, max one task per child); only the child imports torch and touches the GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from celery import Celery, signals
+
+from service.db import make_engine, session_factory
+from workers.app import make_celery
+from workers.queue import GPU_QUEUE
+from workers.reconciler import Reconciler
+from workers.tasks import register_tasks
+
+
+def make_worker_app(settings) -> Celery:
+    app = make_celery(settings)
+    register_tasks(app, settings)
+    return app
+
+
+def run_worker(settings, name: str | None = None, loglevel: str = "INFO") -> None:
+    app = make_worker_app(settings)
+    engine = make_engine(settings.database_url)
+    reconciler = Reconciler(settings, app, session_factory(engine))
+
+    def forget_parent_connections(**_):
+        # A forked child must never use (or close) the parent's pooled connections.
+        engine.dispose(close=False)
+
+    signals.worker_ready.connect(lambda **_: reconciler.start(), weak=False)
+    signals.worker_process_init.connect(forget_parent_connections, weak=False)
+    signals.worker_shutdown.connect(lambda **_: reconciler.stop(), weak=False)
+    app.worker_main([
+        "worker", "--queues", GPU_QUEUE, "--concurrency", "1", "--pool", "prefork",
+        "--max-tasks-per-child", "1", "--hostname", name or f"lethe-{os.getpid()}@{socket.gethostname()}",
+        "--without-mingle", "--without-gossip", "--loglevel", loglevel,
+    ])  # fmt: skip
