@@ -55,7 +55,7 @@ def load_pipeline(path: str | Path, device: str | torch.device | None = None) ->
     device = torch.device(device) if device is not None else default_device()
     try:
         pipe = StableDiffusionPipeline.from_pretrained(
-            path, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+            path, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
         )
     except (OSError, ValueError, KeyError) as error:
         raise NotAPipeline(path, [f"loadable weights ({error})"]) from None

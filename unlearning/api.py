@@ -1,0 +1,186 @@
+"""`erase`: one whole erasure, from a base pipeline folder to a result folder.
+
+Stages (each reported through the callbacks): preparing (prompt sets, the original model's
+latents, text embeddings), unlearning (the steps), evaluating (held-out losses and sample
+grids, before and after), writing (the result folder, published by one rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import methods
+from .callbacks import Callbacks
+from .errors import InvalidInput
+from .evaluate import Evaluation
+from .fingerprint import model_fingerprint
+from .latents import LatentCache, encode_prompts, generate_latents, sample_seeds
+from .output import check_out_folder, write_result
+from .pipeline import check_pipeline_folder, load_pipeline
+from .prompts import PromptSets, build_prompt_sets, check_concepts, model_vocabulary, read_model_settings
+from .train import TrainingData, Unlearner
+
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class EraseResult:
+    out: Path
+    manifest: dict
+    metrics: dict
+    history: list[dict] = field(repr=False, default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Job:
+    """Everything `erase` was asked, checked before anything is loaded or written."""
+
+    base: Path
+    out: Path
+    concepts: list[str]
+    preserve: list[str]
+    prompts: dict | None
+    config: methods.base.MethodConfig
+    seed: int
+    model_settings: dict
+
+    def run_key(self) -> str:
+        """Identifies the run, so a saved state is never resumed by a different one."""
+        text = json.dumps([str(self.base.resolve()), self.concepts, self.preserve, self.prompts, self.config.to_dict(), self.seed], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed) -> Job:
+    base = check_pipeline_folder(base)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InvalidInput("seed", f"must be an integer from 0 to {2**32 - 1}, got {seed!r}")
+    try:
+        out = check_out_folder(out)
+    except FileExistsError:
+        raise InvalidInput("out", f"{out} already exists and is not an empty folder") from None
+    model_settings = read_model_settings(base)
+    config = methods.make_config(method, _with_model_defaults(method, model_settings, hyperparameters))
+    return Job(base, out, check_concepts(list(concepts)), list(preserve or []), prompts, config, seed, model_settings)
+
+
+def _with_model_defaults(method: str, model_settings: dict, hyperparameters: dict | None) -> dict:
+    """The model's own defaults (lethe.json) that this method knows, under the caller's values."""
+    if hyperparameters is not None and not isinstance(hyperparameters, dict):
+        raise InvalidInput("hyperparameters", "must be an object")
+    known = set(methods.CONFIGS[method].__dataclass_fields__) if method in methods.CONFIGS else set()
+    defaults = {k: v for k, v in model_settings.get("hyperparameters", {}).items() if k in known}
+    return {**defaults, **(hyperparameters or {})}
+
+
+def erase(
+    base, concepts, out, *, method: str = methods.DEFAULT_METHOD, preserve=(), prompts: dict | None = None,
+    hyperparameters: dict | None = None, seed: int = 0, cache_dir=None, state_dir=None,
+    callbacks: Callbacks | None = None, lineage: dict | None = None, device=None,
+) -> EraseResult:
+    """Erase `concepts` from the pipeline at `base`; write the result folder at `out`."""
+    job = prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed)
+    callbacks = callbacks or Callbacks()
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    callbacks.on_progress("preparing", 0, 1)
+    pipe = load_pipeline(job.base, device)
+    config = job.config
+    sets = build_prompt_sets(job.concepts, config.num_prompts, job.seed, job.preserve, job.prompts,
+                             model_vocabulary(job.model_settings), num_test=config.eval_prompts)
+    callbacks.on_event("message", f"{len(sets.forget)} forget and {len(sets.retain)} retain prompts", {"examples": list(zip(sets.forget[:3], sets.retain[:3]))})
+    data, test = make_training_data(pipe, sets, job, cache_dir, callbacks)
+    seconds["preparing"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    evaluation = Evaluation(pipe, test, job.seed, config.generation_steps, config.guidance_scale)
+    callbacks.on_progress("evaluating", 0, 2)
+    evaluation.measure("before")
+    named = [(n, p) for n, p in pipe.unet.named_parameters()]
+    original = {n: p.detach().cpu().clone() for n, p in named}
+    seconds["evaluating"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    unlearner = Unlearner(pipe.unet, pipe.scheduler, config, data, job.seed, pipe.device)
+    state_file = Path(state_dir) / STATE_FILE if state_dir is not None else None
+    history = unlearner.run(callbacks, state_file, job.run_key())
+    seconds["unlearning"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    callbacks.on_progress("evaluating", 1, 2)
+    evaluation.measure("after")
+    seconds["evaluating"] += time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    callbacks.on_progress("writing", 0, 1)
+    manifest = manifest_of(job, lineage)
+    with tempfile.TemporaryDirectory() as scratch:
+        eval_dir = evaluation.write(Path(scratch) / "evaluation", {"final": history[-1] if history else {}})
+        changed = unlearner.named
+        manifest = write_result(job.base, job.out, pipe.unet, changed, original, manifest, eval_dir)
+    if state_file is not None and state_file.exists():
+        state_file.unlink()
+    seconds["writing"] = time.perf_counter() - clock
+    callbacks.on_progress("writing", 1, 1)
+    return EraseResult(job.out, manifest, evaluation.metrics, history, seconds)
+
+
+def make_training_data(pipe, sets: PromptSets, job: Job, cache_dir, callbacks: Callbacks):
+    """Latents (cached) and text embeddings for the training pairs and the held-out prompts."""
+    config = job.config
+    cache = LatentCache(Path(cache_dir) / "latents" if cache_dir is not None else None)
+    memo = Path(cache_dir) / "fingerprints.json" if cache_dir is not None else None
+    fingerprint = model_fingerprint(job.base, memo)
+    scale = pipe.vae_scale_factor
+    settings = {
+        "steps": config.generation_steps,
+        "guidance_scale": config.guidance_scale,
+        "height": pipe.unet.config.sample_size * scale,
+        "width": pipe.unet.config.sample_size * scale,
+        "scheduler": pipe.scheduler.config["_class_name"],
+    }
+    groups = {"forget": sets.forget, "retain": sets.retain, "test_forget": sets.test_forget, "test_retain": sets.test_retain}
+    if config.method in ("esd", "ga"):
+        groups["retain"] = []  # never used: don't spend the sampler on it
+    total = sum(len(p) for p in groups.values())
+    done = 0
+    latents, embeds = {}, {}
+    for name, prompts in groups.items():
+        def progress(n, _total, offset=done):
+            callbacks.on_progress("preparing", offset + n, total)
+        latents[name] = generate_latents(pipe, prompts, sample_seeds(job.seed, prompts), settings, cache, fingerprint,
+                                         config.generation_batch_size, progress) if prompts else torch.zeros(0)
+        embeds[name] = encode_prompts(pipe, prompts) if prompts else torch.zeros(0)
+        done += len(prompts)
+    uncond = encode_prompts(pipe, [""])
+    data = TrainingData(latents["forget"], embeds["forget"], latents["retain"], embeds["retain"], uncond)
+    test = {
+        "forget": (latents["test_forget"], embeds["test_forget"], sets.test_forget),
+        "retain": (latents["test_retain"], embeds["test_retain"], sets.test_retain),
+    }
+    return data, test
+
+
+def manifest_of(job: Job, lineage: dict | None) -> dict:
+    lineage = dict(lineage or {})
+    return {
+        "name": lineage.get("name"),
+        "version": lineage.get("version"),
+        "parent": lineage.get("parent"),
+        "job_id": lineage.get("job_id"),
+        "concepts_erased": lineage.get("concepts_erased", job.concepts),
+        "concepts": job.concepts,
+        "preserve": job.preserve,
+        "method": job.config.method,
+        "config": job.config.to_dict(),
+        "seed": job.seed,
+    }
