@@ -1,0 +1,253 @@
+"""The job store: every change of a job row, used by the gateway and by the workers.
+
+The database, not the broker, is the source of truth. Each function is one transaction and
+commits it. State machine:
+
+    queued -> running -> succeeded | failed | cancelled
+    queued -> cancelled                       (cancel before it started)
+    running -> cancelling -> cancelled | ...  (cooperative cancel)
+    running -> queued                         (stale lease: the reconciler, attempt left)
+
+`succeeded`, `failed` and `cancelled` never change again.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from service.models import Job, JobEvent
+
+QUEUED, RUNNING, CANCELLING = "queued", "running", "cancelling"
+SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+ACTIVE = (RUNNING, CANCELLING)  # a worker holds the lease
+STATUSES = (QUEUED, RUNNING, CANCELLING, SUCCEEDED, FAILED, CANCELLED)
+
+
+@dataclass
+class JobSpec:
+    """What a caller asked for, validated."""
+
+    base_model: str
+    base_version: int
+    concepts: list[str]
+    method: str
+    preserve: list[str] = field(default_factory=list)
+    prompts: dict[str, list[str]] | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def new_job_id() -> str:
+    return f"job_{int(time.time() * 1000):012x}{secrets.token_hex(5)}"
+
+
+def create_job(session: Session, tenant: str, spec: JobSpec) -> Job:
+    """Insert a queued job and its first event, and commit."""
+    now = time.time()
+    job = Job(
+        id=new_job_id(), tenant=tenant, status=QUEUED, attempt=0, created_at=now, enqueued_at=now,
+        base_model=spec.base_model, base_version=spec.base_version, concepts=spec.concepts,
+        method=spec.method, preserve=spec.preserve, prompts=spec.prompts,
+        hyperparameters=spec.hyperparameters, seed=spec.seed, meta=spec.metadata,
+    )  # fmt: skip
+    session.add(job)
+    session.flush()
+    _event(session, job.id, "message", "job queued", {"status": QUEUED})
+    session.commit()
+    return job
+
+
+def get_job(session: Session, job_id: str, tenant: str | None = None) -> Job | None:
+    """The job, or None if it does not exist or belongs to another tenant (when one is given)."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None or (tenant is not None and job.tenant != tenant):
+        return None
+    return job
+
+
+def list_jobs(session: Session, tenant: str, after: str | None, limit: int, status: str | None) -> tuple[list[Job], bool]:
+    """A page of the tenant's jobs, newest first, starting after the job `after`; and has_more."""
+    query = select(Job).where(Job.tenant == tenant).order_by(Job.id.desc()).limit(limit + 1)
+    if after is not None:
+        query = query.where(Job.id < after)
+    if status is not None:
+        query = query.where(Job.status == status)
+    jobs = list(session.scalars(query))
+    return jobs[:limit], len(jobs) > limit
+
+
+def claim(session: Session, job_id: str, worker: str) -> Job | None:
+    """Move `queued -> running` under `worker`'s lease in ONE atomic UPDATE.
+
+    None: the job is not queued (a duplicate message, or cancelled): drop the message.
+    """
+    now = time.time()
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == QUEUED)
+        .values(status=RUNNING, worker=worker, heartbeat_at=now, started_at=now, attempt=Job.attempt + 1)
+    ).rowcount
+    if claimed != 1:
+        session.rollback()
+        return None
+    job = session.get(Job, job_id, populate_existing=True)
+    _event(session, job_id, "message", f"attempt {job.attempt} started on {worker}", {"status": RUNNING})
+    session.commit()
+    return job
+
+
+def heartbeat(session: Session, job_id: str, worker: str) -> str | None:
+    """Renew `worker`'s lease; return the job's status (`cancelling` means: stop soon).
+
+    None: the lease is no longer this worker's (the job was given to another one, or it
+    ended): stop at once and publish nothing.
+    """
+    renewed = session.execute(
+        update(Job).where(Job.id == job_id, Job.worker == worker, Job.status.in_(ACTIVE)).values(heartbeat_at=time.time())
+    ).rowcount
+    session.commit()
+    if renewed != 1:
+        return None
+    return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def add_event(
+    session: Session, job_id: str, type: str, message: str, data: dict | None = None, level: str = "info"
+) -> None:
+    """Append one event (`type`: progress, message or metrics) and commit."""
+    _event(session, job_id, type, message, data, level)
+    session.commit()
+
+
+def set_progress(session: Session, job_id: str, stage: str, step: int, total: int) -> None:
+    """Record the stage and step on the job row, and a `progress` event; commit."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(progress_stage=stage, progress_step=step, progress_total=total)
+    )
+    _event(session, job_id, "progress", f"{stage} {step}/{total}", {"stage": stage, "step": step, "total_steps": total})
+    session.commit()
+
+
+def finish(
+    session: Session,
+    job_id: str,
+    status: str,
+    error: dict | None = None,
+    result: dict | None = None,
+    worker: str | None = None,
+) -> bool:
+    """End the job with a terminal `status`; False if it had already ended (then nothing changes).
+
+    `error` is `{"code": ..., "message": ...}`; `result` is `{"model": ..., "version": ...}`.
+    With `worker`, only the lease holder may end it.
+    """
+    if status not in TERMINAL:
+        raise ValueError(f"status must be one of {TERMINAL}, not {status!r}")
+    query = update(Job).where(Job.id == job_id, Job.status.not_in(TERMINAL))
+    if worker is not None:
+        query = query.where(Job.worker == worker)
+    ended = session.execute(query.values(status=status, error=error, result=result, finished_at=time.time())).rowcount
+    if ended != 1:
+        session.rollback()
+        return False
+    level = "error" if status == FAILED else "info"
+    message = f"job {status}" + (f": {error.get('message', '')}" if error else "")
+    _event(session, job_id, "message", message, {"status": status, "error": error, "result": result}, level)
+    session.commit()
+    return True
+
+
+def cancel(session: Session, job_id: str, tenant: str | None = None) -> Job | None:
+    """API cancel: a queued job becomes `cancelled`, a running one `cancelling`, others stay.
+
+    None if the job does not exist (or belongs to another tenant).
+    """
+    if get_job(session, job_id, tenant) is None:
+        return None
+    now = time.time()
+    if _move(session, job_id, QUEUED, CANCELLED, finished_at=now):
+        _event(session, job_id, "message", "job cancelled before it started", {"status": CANCELLED})
+    elif _move(session, job_id, RUNNING, CANCELLING):
+        _event(session, job_id, "message", "cancellation requested", {"status": CANCELLING})
+    session.commit()
+    return get_job(session, job_id)
+
+
+def requeue_stale(session: Session, older_than_s: float, max_attempts: int) -> list[str]:
+    """Jobs whose lease holder stopped beating for `older_than_s`: put back to queued, or end them.
+
+    A stale `running` job with attempts left goes back to `queued` (its next worker resumes
+    from the saved state); after `max_attempts` it fails. A stale `cancelling` job is
+    `cancelled`. Returns the ids put back to queued (to be published again).
+    """
+    cutoff = time.time() - older_than_s
+    stale = session.execute(
+        select(Job.id, Job.status, Job.attempt, Job.worker).where(Job.status.in_(ACTIVE), Job.heartbeat_at < cutoff)
+    ).all()
+    requeued = []
+    for job_id, status, attempt, worker in stale:
+        if _end_or_requeue(session, job_id, status, attempt, worker, cutoff, max_attempts):
+            requeued.append(job_id)
+    session.commit()
+    return requeued
+
+
+def queued_unclaimed(session: Session, older_than_s: float) -> list[str]:
+    """Queued jobs last published more than `older_than_s` ago: their message may be lost."""
+    cutoff = time.time() - older_than_s
+    query = select(Job.id).where(Job.status == QUEUED, Job.enqueued_at < cutoff).order_by(Job.id)
+    return list(session.scalars(query))
+
+
+def mark_enqueued(session: Session, job_id: str) -> None:
+    """Record that the job's message was just published (again)."""
+    session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=time.time()))
+    session.commit()
+
+
+def list_events(session: Session, job_id: str, after_id: int = 0, limit: int = 1000) -> list[JobEvent]:
+    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after_id).order_by(JobEvent.id)
+    return list(session.scalars(query.limit(limit)))
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+    return {status: 0 for status in STATUSES} | dict(rows)
+
+
+def _end_or_requeue(session, job_id, status, attempt, worker, cutoff, max_attempts) -> bool:
+    # The WHERE repeats the staleness test: a heartbeat that landed meanwhile wins.
+    still_stale = (Job.id == job_id, Job.status == status, Job.worker == worker, Job.heartbeat_at < cutoff)
+    if status == CANCELLING:
+        values = {"status": CANCELLED, "finished_at": time.time()}
+        note = "its worker was lost while cancelling: cancelled"
+    elif attempt >= max_attempts:
+        error = {"code": "worker_lost", "message": f"the worker was lost on each of {attempt} attempts"}
+        values = {"status": FAILED, "finished_at": time.time(), "error": error}
+        note = f"worker {worker} lost; no attempt left: failed"
+    else:
+        values = {"status": QUEUED, "worker": None, "heartbeat_at": None, "enqueued_at": time.time()}
+        note = f"worker {worker} lost: queued again for attempt {attempt + 1}"
+    if session.execute(update(Job).where(*still_stale).values(**values)).rowcount != 1:
+        return False
+    _event(session, job_id, "message", note, {"status": values["status"]}, "warning")
+    return values["status"] == QUEUED
+
+
+def _move(session: Session, job_id: str, source: str, target: str, **values) -> bool:
+    query = update(Job).where(Job.id == job_id, Job.status == source).values(status=target, **values)
+    return session.execute(query).rowcount == 1
+
+
+def _event(session: Session, job_id: str, type: str, message: str, data: dict | None = None, level: str = "info"):
+    session.add(JobEvent(job_id=job_id, created_at=time.time(), level=level, type=type, message=message, data=data))

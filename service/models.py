@@ -1,0 +1,137 @@
+"""The database tables (SQLAlchemy 2 typed models).
+
+Times are Unix seconds as floats: the API speaks Unix seconds, and a float compares the
+same way on SQLite and PostgreSQL (no time zone handling to get wrong).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Model(Base):
+    """A line of versions under one name; version 1 is the registered base."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Blob(Base):
+    """A file's content, stored once under its sha256 whatever the number of versions using it."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ModelVersion(Base):
+    """An immutable version: visible only once its row is committed with status `ready`."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    parent: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    # None: shared with every tenant (a registered base); otherwise the tenant of the job.
+    tenant: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Unique: a job publishes at most one version, even when its publish is retried.
+    job_id: Mapped[str | None] = mapped_column(String(40), unique=True)
+    concepts_erased: Mapped[list[str]] = mapped_column(JSON)
+    method: Mapped[str | None] = mapped_column(String(32))
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    model: Mapped[Model] = relationship(lazy="joined")
+    files: Mapped[list[VersionFile]] = relationship(
+        order_by="VersionFile.path", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+
+class VersionFile(Base):
+    """One file of a version: its relative path and the blob holding its bytes."""
+
+    __tablename__ = "version_files"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(512), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class Job(Base):
+    """An unlearning job: its request, its state machine, its lease and its outcome."""
+
+    __tablename__ = "jobs"
+
+    # `job_` + 12 hex digits of milliseconds + 10 random hex: ids sort by creation time.
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # how many times it has started
+    worker: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    enqueued_at: Mapped[float | None] = mapped_column(Float)  # last publish of its message
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+
+    base_model: Mapped[str] = mapped_column(String(64))
+    base_version: Mapped[int] = mapped_column(Integer)
+    concepts: Mapped[list[str]] = mapped_column(JSON)
+    method: Mapped[str] = mapped_column(String(32))
+    preserve: Mapped[list[str]] = mapped_column(JSON)
+    prompts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seed: Mapped[int] = mapped_column(Integer)
+    # `metadata` is reserved on declarative classes, hence the attribute name.
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+
+    progress_stage: Mapped[str | None] = mapped_column(String(32))
+    progress_step: Mapped[int | None] = mapped_column(Integer)
+    progress_total: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class JobEvent(Base):
+    """Append-only log of a job: progress, messages, metrics."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    level: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class IdempotencyKey(Base):
+    """A tenant's Idempotency-Key: the hash of the first body, and its job once created.
+
+    A row without a job is a request still in flight (409 for a second one).
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))
+    created_at: Mapped[float] = mapped_column(Float)

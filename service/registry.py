@@ -1,0 +1,228 @@
+"""The registry of models and their immutable versions.
+
+Publishing is two-phase: first every file goes to storage as a content-addressed blob (a
+component the parent already has is not stored again), then ONE transaction inserts the
+version with its file list, status `ready`. A crash before that commit leaves blobs nobody
+points to, never a visible half version. A job publishes at most one version (the unique
+`job_id` column), so publishing again for the same job returns the same version.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.models import Blob, Job, Model, ModelVersion, VersionFile
+from service.storage import Storage
+
+READY = "ready"
+NAME = re.compile(r"^[a-z0-9._-]{1,64}$")
+MANIFEST = "manifest.json"
+METRICS = "evaluation/metrics.json"
+MAX_PUBLISH_RACES = 5
+
+
+class RegistryError(ValueError):
+    """Bad input to the registry; `.field` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+class NameTaken(RegistryError):
+    def __init__(self, name: str):
+        super().__init__("name", f"a model named {name!r} already exists")
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def visible_to(tenant: str | None):
+    """Versions a tenant may see: the shared ones (registered bases) and its own."""
+    return or_(ModelVersion.tenant.is_(None), ModelVersion.tenant == tenant)
+
+
+def get_version(session: Session, name: str, version: int | None, tenant: str | None) -> ModelVersion | None:
+    """Version `version` of model `name` (None: the newest) if `tenant` may see it."""
+    query = select(ModelVersion).join(Model).where(Model.name == name, visible_to(tenant))
+    if version is None:
+        query = query.order_by(ModelVersion.version.desc()).limit(1)
+    else:
+        query = query.where(ModelVersion.version == version)
+    return session.scalars(query).first()
+
+
+def list_versions(session: Session, name: str, tenant: str | None) -> list[ModelVersion]:
+    query = select(ModelVersion).join(Model).where(Model.name == name, visible_to(tenant))
+    return list(session.scalars(query.order_by(ModelVersion.version.desc())))
+
+
+def list_models(session: Session, tenant: str | None) -> list[ModelVersion]:
+    """The newest visible version of every model, by model name."""
+    newest = (
+        select(ModelVersion.model_id, func.max(ModelVersion.version).label("version"))
+        .where(visible_to(tenant))
+        .group_by(ModelVersion.model_id)
+        .subquery()
+    )
+    query = (
+        select(ModelVersion)
+        .join(newest, (ModelVersion.model_id == newest.c.model_id) & (ModelVersion.version == newest.c.version))
+        .join(Model)
+        .order_by(Model.name)
+    )
+    return list(session.scalars(query))
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def register_base(session: Session, storage: Storage, name: str, folder: Path) -> ModelVersion:
+    """Register the diffusers folder `folder` (on this server) as version 1 of a new model."""
+    if not NAME.match(name):
+        raise RegistryError("name", f"must be 1-64 of a-z 0-9 - _ . but is {name!r}")
+    folder = Path(folder)
+    _check_pipeline_folder(folder)
+    if session.scalar(select(Model.id).where(Model.name == name)) is not None:
+        raise NameTaken(name)
+    files = _upload_folder(storage, folder, skip=())
+    now = time.time()
+    model = Model(name=name, created_at=now)
+    version = ModelVersion(
+        model=model, version=1, parent=None, status=READY, tenant=None, job_id=None,
+        concepts_erased=[], method=None, evaluation=None, created_at=now,
+    )  # fmt: skip
+    session.add(version)
+    _attach_files(session, version, files)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise NameTaken(name) from None
+    return version
+
+
+def publish_version(
+    session: Session,
+    storage: Storage,
+    model: str,
+    parent_version: int,
+    job_id: str,
+    folder: Path,
+    concepts_erased: list[str],
+    method: str,
+) -> ModelVersion:
+    """Publish the out folder of `unlearning.erase` as version N+1 of `model`, status ready.
+
+    The version belongs to the job's tenant. Idempotent per job: a second call for the same
+    `job_id` returns the version the first one made. The folder's manifest.json is stored
+    with the version number and parent this publish actually gave.
+    """
+    existing = _version_of_job(session, job_id)
+    if existing is not None:
+        return existing
+    job = session.get(Job, job_id)
+    if job is None:
+        raise RegistryError("job_id", f"no job {job_id!r}")
+    model_row = session.scalar(select(Model).where(Model.name == model))
+    if model_row is None:
+        raise RegistryError("model", f"no model named {model!r}")
+    folder = Path(folder)
+    files = _upload_folder(storage, folder, skip=(MANIFEST,))
+    lineage = dict(name=model, parent=parent_version, job_id=job_id, concepts_erased=concepts_erased, method=method)
+    for _ in range(MAX_PUBLISH_RACES):
+        version = _insert_next_version(session, storage, model_row, job.tenant, folder, files, lineage)
+        if version is not None:
+            return version
+        existing = _version_of_job(session, job_id)
+        if existing is not None:
+            return existing
+    raise RuntimeError(f"could not publish a version of {model!r}: too many concurrent publishes")
+
+
+def _insert_next_version(session, storage, model_row, tenant, folder, files, lineage) -> ModelVersion | None:
+    """One try at inserting version N+1 in one transaction; None if another publish won the race."""
+    # FOR UPDATE serialises publishes of one model on PostgreSQL; SQLite serialises writers.
+    session.execute(select(Model.id).where(Model.id == model_row.id).with_for_update())
+    number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model_row.id)) or 0) + 1
+    manifest = _store_manifest(storage, folder, lineage | {"version": number})
+    version = ModelVersion(
+        model_id=model_row.id, version=number, parent=lineage["parent"], status=READY, tenant=tenant,
+        job_id=lineage["job_id"], concepts_erased=list(lineage["concepts_erased"]), method=lineage["method"],
+        evaluation=_read_metrics(folder), created_at=time.time(),
+    )  # fmt: skip
+    session.add(version)
+    _attach_files(session, version, files | {MANIFEST: manifest})
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return None
+    return version
+
+
+def _version_of_job(session: Session, job_id: str) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
+
+
+def _check_pipeline_folder(folder: Path) -> None:
+    index = folder / "model_index.json"
+    if not folder.is_dir():
+        raise RegistryError("source.path", f"{str(folder)!r} is not a folder on the server")
+    if not index.is_file():
+        raise RegistryError("source.path", f"{str(folder)!r} is not a diffusers folder: no model_index.json")
+    try:
+        class_name = json.loads(index.read_text()).get("_class_name", "")
+    except (ValueError, AttributeError):
+        raise RegistryError("source.path", f"{index} is not valid JSON") from None
+    if "StableDiffusion" not in class_name:
+        raise RegistryError("source.path", f"{str(folder)!r} holds a {class_name!r}, not a Stable Diffusion pipeline")
+
+
+def _upload_folder(storage: Storage, folder: Path, skip: tuple[str, ...]) -> dict[str, tuple[str, int]]:
+    """Store every file under `folder` as a blob: {relative posix path: (sha256, size)}."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and relative not in skip:
+            files[relative] = storage.put_file(path)
+    return files
+
+
+def _store_manifest(storage: Storage, folder: Path, lineage: dict) -> tuple[str, int]:
+    source = folder / MANIFEST
+    manifest = json.loads(source.read_text()) if source.is_file() else {}
+    manifest.update(lineage)
+    with tempfile.TemporaryDirectory() as temp:
+        path = Path(temp) / MANIFEST
+        path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return storage.put_file(path)
+
+
+def _read_metrics(folder: Path) -> dict | None:
+    path = folder / METRICS
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return metrics if isinstance(metrics, dict) else {"metrics": metrics}
+
+
+def _attach_files(session: Session, version: ModelVersion, files: dict[str, tuple[str, int]]) -> None:
+    now = time.time()
+    for sha256, size in set(files.values()):
+        # A blob row may exist already (shared component) or appear concurrently: merge is an upsert by key.
+        if session.get(Blob, sha256) is None:
+            session.merge(Blob(sha256=sha256, size=size, created_at=now))
+    for path, (sha256, size) in files.items():
+        version.files.append(VersionFile(path=path, sha256=sha256, size=size))
