@@ -206,3 +206,11 @@ def test_the_image_runs_real_lethe_subcommands(dockerfile, services):
         assert run.returncode == 0, f"{where}: lethe {subcommand} --help -> {run.returncode}: {run.stderr}"
         for option in options:
             assert option in run.stdout, f"{where}: lethe {subcommand} has no option {option}"
+
+
+def test_the_readme_documents_every_setting_and_no_other():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`LETHE_([A-Z0-9_]+)`", section))
+    client_only = {"URL", "API_KEY"}
+    assert documented - client_only == {name.upper() for name in Settings.model_fields}
