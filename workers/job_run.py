@@ -114,7 +114,7 @@ class JobRun:
         concepts_erased = [*base.concepts_erased, *(c for c in job.concepts if c not in base.concepts_erased)]
         unlearning.erase(
             folder, job.concepts, out, method=job.method, preserve=job.preserve, prompts=job.prompts,
-            hyperparameters=job.hyperparameters, seed=job.seed, cache_dir=self.settings.cache_dir / "latents",
+            hyperparameters=job.hyperparameters, seed=job.seed, cache_dir=self.settings.cache_dir,
             state_dir=self.work / "state",
             callbacks=unlearning.Callbacks(on_progress=reporter.on_progress, on_event=reporter.on_event,
                                            should_stop=lambda: not beat.keep_going),
