@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from service import idempotency
 from service.models import Job, JobEvent
 
 QUEUED, RUNNING, CANCELLING = "queued", "running", "cancelling"
@@ -49,8 +50,8 @@ def new_job_id() -> str:
     return f"job_{int(time.time() * 1000):012x}{secrets.token_hex(5)}"
 
 
-def create_job(session: Session, tenant: str, spec: JobSpec) -> Job:
-    """Insert a queued job and its first event, and commit."""
+def create_job(session: Session, tenant: str, spec: JobSpec, idempotency_key: str | None = None) -> Job:
+    """Insert a queued job and its first event (and link its reserved Idempotency-Key); commit."""
     now = time.time()
     job = Job(
         id=new_job_id(), tenant=tenant, status=QUEUED, attempt=0, created_at=now, enqueued_at=now,
@@ -61,6 +62,8 @@ def create_job(session: Session, tenant: str, spec: JobSpec) -> Job:
     session.add(job)
     session.flush()
     _event(session, job.id, "message", "job queued", {"status": QUEUED})
+    if idempotency_key is not None:
+        idempotency.link(session, tenant, idempotency_key, job.id)
     session.commit()
     return job
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from service.db import make_engine, migrate, session_factory
 from service.settings import Settings
 from service.storage import LocalStorage, S3Storage
+from tests.service.service_helpers import start_gateway
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/{}"
 
@@ -123,3 +124,21 @@ def _empty_postgres(url: str) -> None:
 def copy_folder(source: Path, target: Path) -> Path:
     shutil.copytree(source, target)
     return target
+
+
+# -- the gateway ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(settings, tiny_pipeline):
+    with start_gateway(settings, tiny_pipeline) as client:
+        yield client
+
+
+@pytest.fixture
+def store(settings):
+    """A session on the gateway's database, to look at rows and to play the worker's part."""
+    engine = make_engine(settings.database_url)
+    with session_factory(engine)() as session:
+        yield session
+    engine.dispose()

@@ -1,0 +1,66 @@
+"""What routes receive: the app's parts, a database session, and the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.auth import Caller, authenticate
+from service.metrics import Metrics
+from service.problems import Problem
+from service.settings import Settings
+from service.storage import Storage
+
+
+@dataclass
+class Parts:
+    """Everything a request may need, built once by `create_app`."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    storage: Storage
+    keys: dict[str, Caller]
+    publish: Callable[[str], bool]  # job id -> whether the broker took the message
+    check_broker: Callable[[], None]
+    metrics: Metrics
+
+
+def get_parts(request: Request) -> Parts:
+    return request.app.state.parts
+
+
+def get_session(parts: Annotated[Parts, Depends(get_parts)]) -> Iterator[Session]:
+    with parts.sessions() as session:
+        yield session
+
+
+bearer = HTTPBearer(auto_error=False, description="An API key from LETHE_API_KEYS.")
+
+
+def get_caller(
+    parts: Annotated[Parts, Depends(get_parts)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    header = f"Bearer {credentials.credentials}" if credentials else None
+    caller = authenticate(parts.keys, header)
+    if caller is None:
+        detail = "missing API key" if credentials is None else "wrong API key"
+        raise Problem(401, detail, [{"field": "Authorization", "message": detail}], headers={"WWW-Authenticate": "Bearer"})
+    return caller
+
+
+def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    if not caller.admin:
+        raise Problem(403, "this route needs an admin key", [{"field": "Authorization", "message": "not an admin key"}])
+    return caller
+
+
+PartsDep = Annotated[Parts, Depends(get_parts)]
+SessionDep = Annotated[Session, Depends(get_session)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+AdminDep = Annotated[Caller, Depends(get_admin)]

@@ -1,0 +1,39 @@
+"""Database rows as the public objects of API.md."""
+
+from __future__ import annotations
+
+from service.api.schemas import EventPublic, FilePublic, JobPublic, VersionPublic
+from service.models import Job, JobEvent, ModelVersion
+
+
+def _seconds(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def job_public(job: Job) -> JobPublic:
+    progress = None
+    if job.progress_stage is not None:
+        progress = {"stage": job.progress_stage, "step": job.progress_step or 0, "total_steps": job.progress_total or 0}
+    return JobPublic(
+        id=job.id, status=job.status, created_at=int(job.created_at), started_at=_seconds(job.started_at),
+        finished_at=_seconds(job.finished_at), attempt=job.attempt,
+        base_model={"name": job.base_model, "version": job.base_version}, concepts=job.concepts, method=job.method,
+        preserve=job.preserve, prompts=job.prompts, hyperparameters=job.hyperparameters, seed=job.seed,
+        progress=progress, error=job.error, result=job.result, metadata=job.meta,
+    )  # fmt: skip
+
+
+def version_public(version: ModelVersion) -> VersionPublic:
+    return VersionPublic(
+        name=version.model.name, version=version.version, parent=version.parent, status=version.status,
+        job_id=version.job_id, concepts_erased=version.concepts_erased, method=version.method,
+        created_at=int(version.created_at), evaluation=version.evaluation,
+        files=[FilePublic(path=f.path, size=f.size, sha256=f.sha256) for f in version.files],
+    )  # fmt: skip
+
+
+def event_public(event: JobEvent) -> EventPublic:
+    return EventPublic(
+        id=event.id, created_at=int(event.created_at), level=event.level, type=event.type,
+        message=event.message, data=event.data,
+    )  # fmt: skip

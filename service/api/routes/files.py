@@ -1,0 +1,105 @@
+"""Downloads: one file of a version (Range, ETag), the whole version as tar, the delta."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response, StreamingResponse
+
+from service.api.deps import CallerDep, PartsDep, SessionDep
+from service.api.routes.models import ModelNameParam, VersionParam, find_version
+from service.archive import tar_stream
+from service.downloads import Unsatisfiable, byte_range, etag_of, none_match
+from service.problems import Problem
+
+router = APIRouter(prefix="/v1/models/{name}/versions/{version}", tags=["downloads"])
+DELTA = "delta.safetensors"
+BINARY = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+FILE_RESPONSES = {
+    200: {"description": "The file.", **BINARY},
+    206: {"description": "The requested byte range.", **BINARY},
+    304: {"description": "Not modified: the client's copy has this ETag."},
+    416: {"description": "The range is outside the file."},
+}
+
+
+@router.get("/files/{path:path}", response_class=Response, responses=FILE_RESPONSES)
+def download_file(
+    name: ModelNameParam,
+    version: VersionParam,
+    path: str,
+    request: Request,
+    session: SessionDep,
+    parts: PartsDep,
+    caller: CallerDep,
+    range: Annotated[str | None, Header(max_length=200)] = None,
+    if_range: Annotated[str | None, Header(max_length=200)] = None,
+    if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
+) -> Response:
+    """One file of the version. Paths are looked up in the version's file list, never on disk."""
+    found = _file(find_version(session, name, version, caller.tenant), path)
+    return file_response(parts.storage, found.path, found.sha256, found.size, range, if_range, if_none_match)
+
+
+@router.get("/delta", response_class=Response, responses=FILE_RESPONSES)
+def download_delta(
+    name: ModelNameParam,
+    version: VersionParam,
+    session: SessionDep,
+    parts: PartsDep,
+    caller: CallerDep,
+    range: Annotated[str | None, Header(max_length=200)] = None,
+    if_range: Annotated[str | None, Header(max_length=200)] = None,
+    if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
+) -> Response:
+    """Safetensors with only the UNet tensors that differ from the parent version."""
+    found = find_version(session, name, version, caller.tenant)
+    delta = next((f for f in found.files if f.path == DELTA), None)
+    if delta is None:
+        raise Problem(404, f"version {version} of {name!r} has no delta (it has no parent)", code="not_found")
+    return file_response(parts.storage, DELTA, delta.sha256, delta.size, range, if_range, if_none_match)
+
+
+@router.get(
+    "/archive",
+    response_class=StreamingResponse,
+    responses={200: {"description": "A tar of the diffusers folder.", "content": {"application/x-tar": {}}}},
+)
+def download_archive(
+    name: ModelNameParam, version: VersionParam, session: SessionDep, parts: PartsDep, caller: CallerDep
+) -> StreamingResponse:
+    """The whole version as one tar stream of a folder `from_pretrained` loads once unpacked."""
+    found = find_version(session, name, version, caller.tenant)
+    root = f"{name}-v{version}"
+    files = [(f.path, f.sha256, f.size) for f in found.files]
+    headers = {"Content-Disposition": f'attachment; filename="{root}.tar"'}
+    return StreamingResponse(
+        tar_stream(parts.storage, files, root, int(found.created_at)), media_type="application/x-tar", headers=headers
+    )
+
+
+def file_response(storage, path: str, sha256: str, size: int, range_, if_range, if_none_match) -> Response:
+    etag = etag_of(sha256)
+    headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "private, max-age=31536000, immutable"}
+    if none_match(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    try:
+        span = byte_range(range_, if_range, etag, size)
+    except Unsatisfiable:
+        raise Problem(416, f"the range is outside the file ({size} bytes)", code="range_not_satisfiable",
+                      headers={"Content-Range": f"bytes */{size}"}) from None  # fmt: skip
+    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if span is None:
+        return StreamingResponse(storage.read(sha256), media_type=media_type, headers=headers | {"Content-Length": str(size)})
+    start, end = span
+    headers |= {"Content-Range": f"bytes {start}-{end - 1}/{size}", "Content-Length": str(end - start)}
+    return StreamingResponse(storage.read(sha256, start, end), status_code=206, media_type=media_type, headers=headers)
+
+
+def _file(version, path: str):
+    found = next((f for f in version.files if f.path == path), None)
+    if found is None:
+        raise Problem(404, "no such file in this version", [{"field": "path", "message": "not a file of this version"}], "not_found")
+    return found

@@ -1,0 +1,59 @@
+"""Models and their versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+
+from service import registry
+from service.api.deps import AdminDep, CallerDep, PartsDep, SessionDep
+from service.api.present import version_public
+from service.api.schemas import ListOf, ModelCreate, ModelPublic, VersionPublic
+from service.problems import Problem, field_problem
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+ModelNameParam = Annotated[str, PathParam(max_length=64)]
+VersionParam = Annotated[int, PathParam(ge=1, le=1_000_000)]
+
+
+@router.post("", status_code=201, response_model=VersionPublic)
+def register_model(body: ModelCreate, session: SessionDep, parts: PartsDep, caller: AdminDep) -> VersionPublic:
+    """Register a diffusers Stable Diffusion folder on the server as version 1 (admin)."""
+    try:
+        version = registry.register_base(session, parts.storage, body.name, Path(body.source.path))
+    except registry.NameTaken as error:
+        raise field_problem(error.field, error.message, status=409, code="name_taken") from None
+    except registry.RegistryError as error:
+        raise field_problem(error.field, error.message) from None
+    return version_public(version)
+
+
+@router.get("", response_model=ListOf[ModelPublic])
+def list_models(session: SessionDep, caller: CallerDep) -> ListOf[ModelPublic]:
+    newest = registry.list_models(session, caller.tenant)
+    data = [ModelPublic(name=v.model.name, created_at=int(v.model.created_at), newest_version=version_public(v)) for v in newest]
+    return ListOf[ModelPublic](data=data)
+
+
+@router.get("/{name}/versions", response_model=ListOf[VersionPublic])
+def list_versions(name: ModelNameParam, session: SessionDep, caller: CallerDep) -> ListOf[VersionPublic]:
+    versions = registry.list_versions(session, name, caller.tenant)
+    if not versions:
+        raise Problem(404, f"no model named {name!r}", code="not_found")
+    return ListOf[VersionPublic](data=[version_public(v) for v in versions])
+
+
+@router.get("/{name}/versions/{version}", response_model=VersionPublic)
+def get_version(name: ModelNameParam, version: VersionParam, session: SessionDep, caller: CallerDep) -> VersionPublic:
+    return version_public(find_version(session, name, version, caller.tenant))
+
+
+def find_version(session, name: str, version: int, tenant: str):
+    found = registry.get_version(session, name, version, tenant)
+    if found is None:
+        raise Problem(404, f"no version {version} of model {name!r}", code="not_found")
+    return found

@@ -1,0 +1,162 @@
+"""Request and response bodies. Every request field is bounded; unknown fields are refused.
+
+Method-specific hyperparameters beyond the common ones are checked by
+`unlearning.methods.validate` (no torch), which names the field it rejects.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+NAME_PATTERN = r"^[a-z0-9._-]{1,64}$"
+MAX_CONCEPTS, MAX_PRESERVE, MAX_PROMPTS, MAX_METADATA = 10, 50, 5000, 16
+
+ModelName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, min_length=1, max_length=64)]
+Concept = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetaValue = Annotated[str, StringConstraints(max_length=512)]
+
+T = TypeVar("T")
+
+
+class Body(BaseModel):
+    # strict: JSON types as written (no "5" for 5, no true for 1); extra: unknown fields are errors.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+class BaseModelRef(Body):
+    name: ModelName
+    version: int | None = Field(None, ge=1, le=1_000_000, description="Default: the newest version.")
+
+
+class Prompts(Body):
+    forget: list[Prompt] = Field(default_factory=list, max_length=MAX_PROMPTS)
+    retain: list[Prompt] = Field(default_factory=list, max_length=MAX_PROMPTS)
+
+
+class Hyperparameters(Body):
+    """The common settings, bounded here; a method's own settings are checked by the method."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    steps: int | None = Field(None, ge=1, le=10_000)
+    learning_rate: float | None = Field(None, gt=0, le=1e-2)
+    batch_size: int | None = Field(None, ge=1, le=64)
+    retain_weight: float | None = Field(None, gt=0, le=100)
+    forget_loss_ceiling: float | None = Field(None, gt=0, le=100)
+    num_prompts: int | None = Field(None, ge=1, le=10_000)
+    trainable: Literal["unet", "cross_attention"] | None = None
+
+
+class JobCreate(Body):
+    base_model: BaseModelRef
+    concepts: list[Concept] = Field(min_length=1, max_length=MAX_CONCEPTS)
+    method: str = Field("rg", min_length=1, max_length=32)
+    preserve: list[Concept] = Field(default_factory=list, max_length=MAX_PRESERVE)
+    prompts: Prompts | None = None
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    metadata: dict[MetaKey, MetaValue] = Field(default_factory=dict, max_length=MAX_METADATA)
+
+
+class ModelSource(Body):
+    path: str = Field(min_length=1, max_length=4096, description="A diffusers folder on the server.")
+
+
+class ModelCreate(Body):
+    name: ModelName
+    source: ModelSource
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+class FilePublic(BaseModel):
+    path: str
+    size: int
+    sha256: str
+
+
+class VersionPublic(BaseModel):
+    object: Literal["model.version"] = "model.version"
+    name: str
+    version: int
+    parent: int | None
+    status: str
+    job_id: str | None
+    concepts_erased: list[str]
+    method: str | None
+    created_at: int
+    files: list[FilePublic]
+    evaluation: dict[str, Any] | None
+
+
+class ModelPublic(BaseModel):
+    object: Literal["model"] = "model"
+    name: str
+    created_at: int
+    newest_version: VersionPublic
+
+
+class BaseModelPublic(BaseModel):
+    name: str
+    version: int
+
+
+class Progress(BaseModel):
+    stage: str
+    step: int
+    total_steps: int
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobResult(BaseModel):
+    model: str
+    version: int
+
+
+class JobPublic(BaseModel):
+    object: Literal["unlearning.job"] = "unlearning.job"
+    id: str
+    status: Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
+    created_at: int
+    started_at: int | None
+    finished_at: int | None
+    attempt: int
+    base_model: BaseModelPublic
+    concepts: list[str]
+    method: str
+    preserve: list[str]
+    prompts: dict[str, list[str]] | None
+    hyperparameters: dict[str, Any]
+    seed: int
+    progress: Progress | None
+    error: JobError | None
+    result: JobResult | None
+    metadata: dict[str, str]
+
+
+class EventPublic(BaseModel):
+    object: Literal["unlearning.job.event"] = "unlearning.job.event"
+    id: int
+    created_at: int
+    level: str
+    type: str
+    message: str
+    data: dict[str, Any] | None
+
+
+class ListOf(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+    has_more: bool = False

@@ -1,0 +1,53 @@
+"""HTTP download rules for immutable blobs: byte ranges, strong ETags, conditional requests.
+
+A version's files never change, so the ETag is the file's sha256 and every validator is strong.
+"""
+
+from __future__ import annotations
+
+import re
+
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class Unsatisfiable(Exception):
+    """The Range asks for bytes the file does not have (416)."""
+
+
+def etag_of(sha256: str) -> str:
+    return f'"{sha256}"'
+
+
+def none_match(if_none_match: str | None, etag: str) -> bool:
+    """True when If-None-Match names this ETag (weak comparison, RFC 9110 13.1.2) or is `*`."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+def byte_range(range_header: str | None, if_range: str | None, etag: str, size: int) -> tuple[int, int] | None:
+    """[start, end) to send, or None for the whole file.
+
+    Only one range is served; a multi-range or malformed header is ignored (RFC 9110 allows
+    it). If-Range that is not this exact ETag (strong comparison; dates are never strong here)
+    means: the client's copy is stale, send it whole.
+    """
+    if not range_header or (if_range is not None and if_range.strip() != etag):
+        return None
+    match = RANGE.match(range_header.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.groups()
+    if first == "":  # the last N bytes
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise Unsatisfiable
+        return max(0, size - suffix), size
+    start = int(first)
+    end = size if last == "" else min(int(last) + 1, size)
+    if last != "" and int(last) < start:
+        return None  # invalid range: ignored
+    if start >= size:
+        raise Unsatisfiable
+    return start, end

@@ -1,0 +1,54 @@
+"""The OpenAPI document, with every error documented as RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.problems import MEDIA_TYPE, ProblemDocument
+
+PROBLEM = {"$ref": "#/components/schemas/ProblemDocument"}
+ERRORS = {
+    "400": "Malformed request (for example, a body that is not JSON).",
+    "401": "Missing or wrong API key.",
+    "403": "The key may not use this route.",
+    "404": "No such thing, or it belongs to another tenant.",
+    "409": "Conflict with the current state.",
+    "413": "The body is too large.",
+    "416": "The range is outside the file.",
+    "422": "A field is invalid; `errors` names it.",
+    "500": "Internal error (no details are given).",
+    "503": "Not ready.",
+}
+PUBLIC = ("/livez", "/readyz", "/metrics", "/openapi.json")
+
+
+def install(app: FastAPI) -> None:
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = _with_problems(
+                get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+def _with_problems(document: dict) -> dict:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas["ProblemDocument"] = ProblemDocument.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schemas["ProblemDocument"].pop("$defs", {}))
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            _document_errors(operation, authenticated=path.startswith("/v1"))
+    return document
+
+
+def _document_errors(operation: dict, authenticated: bool) -> None:
+    codes = ["500"] + (["400", "401", "403", "404", "409", "413", "416", "422"] if authenticated else ["503"])
+    responses = operation["responses"]
+    for code in codes:
+        description = responses.get(code, {}).get("description") or ERRORS[code]
+        responses[code] = {"description": description, "content": {MEDIA_TYPE: {"schema": PROBLEM}}}

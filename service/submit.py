@@ -1,0 +1,79 @@
+"""From a validated job body to a queued, published job (ARCHITECTURE.md, step 1).
+
+Order matters: everything that can refuse the request runs before anything is written;
+then the job row and its first event commit together; only then is the message published.
+A failed publish leaves the job queued for the reconciler to publish again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service import idempotency, jobs, registry
+from service.api.schemas import JobCreate
+from service.auth import Caller
+from service.jobs import JobSpec
+from service.models import Job, Model
+from service.problems import Problem, field_problem
+from unlearning.errors import InvalidInput
+from unlearning.methods import METHOD_IDS, validate
+
+log = logging.getLogger(__name__)
+
+
+def submit(session: Session, parts, caller: Caller, body: JobCreate, key: str | None) -> tuple[Job, bool]:
+    """The job for this request and whether it was created now (False: an Idempotency-Key replay)."""
+    spec = job_spec(session, caller.tenant, body)
+    if key is None:
+        return _create_and_publish(session, parts, caller.tenant, spec, None), True
+    digest = idempotency.body_hash(body.model_dump(mode="json"))
+    earlier = idempotency.reserve(session, caller.tenant, key, digest, parts.settings.idempotency_wait_s)
+    if earlier is not None:
+        return _replay(session, earlier, digest), False
+    try:
+        return _create_and_publish(session, parts, caller.tenant, spec, key), True
+    except BaseException:
+        idempotency.release(session, caller.tenant, key)
+        raise
+
+
+def job_spec(session: Session, tenant: str, body: JobCreate) -> JobSpec:
+    """Check what the body refers to (base version, method and its settings) and build the spec."""
+    ref = body.base_model
+    base = registry.get_version(session, ref.name, ref.version, tenant)
+    if base is None:
+        known = session.scalar(select(Model.id).where(Model.name == ref.name)) is not None
+        if known and ref.version is not None:
+            raise field_problem("base_model.version", f"model {ref.name!r} has no version {ref.version}", code="unknown_version")
+        raise field_problem("base_model.name", f"no model named {ref.name!r}", code="unknown_model")
+    if body.method not in METHOD_IDS:
+        raise field_problem("method", f"unknown method {body.method!r}; known: {', '.join(METHOD_IDS)}", code="unknown_method")
+    hyperparameters = body.hyperparameters.model_dump(exclude_unset=True)
+    try:
+        validate(body.method, hyperparameters)
+    except InvalidInput as error:
+        raise field_problem(error.field, error.message) from None
+    return JobSpec(
+        base_model=ref.name, base_version=base.version, concepts=body.concepts, method=body.method,
+        preserve=body.preserve, prompts=body.prompts.model_dump() if body.prompts else None,
+        hyperparameters=hyperparameters, seed=body.seed, metadata=body.metadata,
+    )  # fmt: skip
+
+
+def _create_and_publish(session, parts, tenant: str, spec: JobSpec, key: str | None) -> Job:
+    job = jobs.create_job(session, tenant, spec, idempotency_key=key)
+    if not parts.publish(job.id):
+        log.warning("job %s stays queued: the broker did not take its message; the reconciler will", job.id)
+    return job
+
+
+def _replay(session: Session, earlier, digest: str) -> Job:
+    if earlier.body_hash != digest:
+        raise field_problem("Idempotency-Key", "was already used with a different body", code="idempotency_mismatch")
+    if earlier.job_id is None:
+        raise Problem(409, "a request with this Idempotency-Key is still being processed",
+                      [{"field": "Idempotency-Key", "message": "still being processed"}], "idempotency_in_flight")  # fmt: skip
+    return jobs.get_job(session, earlier.job_id)

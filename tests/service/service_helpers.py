@@ -1,0 +1,33 @@
+"""Constants and helpers shared by the service tests (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.db import migrate
+from service.settings import Settings
+
+KEY_A = {"Authorization": "Bearer key-a"}
+KEY_B = {"Authorization": "Bearer key-b"}
+ADMIN = {"Authorization": "Bearer key-admin"}
+
+
+def start_gateway(settings: Settings, tiny_pipeline: Path, broker=None):
+    """A TestClient on a migrated database, with the tiny pipeline registered as `tiny` v1."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    migrate(settings.database_url)
+    client = TestClient(create_app(settings, broker=broker), raise_server_exceptions=False)
+    response = client.post("/v1/models", json={"name": "tiny", "source": {"path": str(tiny_pipeline)}}, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return client
+
+
+def broker_messages(settings: Settings) -> int:
+    """Messages waiting in the embedded (filesystem) broker."""
+    from workers.app import filesystem_broker_folder
+
+    folder = filesystem_broker_folder(settings.data_dir)
+    return len([p for p in folder.iterdir() if p.is_file()]) if folder.exists() else 0
