@@ -1,0 +1,18 @@
+"""A tiny real pipeline, built once per session, and a latents cache its runs share."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    from unlearning.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "sd")
+
+
+@pytest.fixture(scope="session")
+def latent_cache(tmp_path_factory):
+    """Shared across tests: the same base and prompts reuse their latents, as jobs do."""
+    return tmp_path_factory.mktemp("cache")

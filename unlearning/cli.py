@@ -1,0 +1,158 @@
+"""`python -m unlearning erase ...`: one erasure from the command line.
+
+A user's mistake is one line on stderr and exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import InvalidInput, Stopped
+
+USAGE_ERROR = 2
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "lethe"
+
+
+def parser() -> argparse.ArgumentParser:
+    from .methods import DEFAULT_METHOD, METHOD_IDS
+
+    top = argparse.ArgumentParser(prog="python -m unlearning", description="Erase concepts from a Stable Diffusion pipeline folder.")
+    commands = top.add_subparsers(dest="command", required=True)
+    erase = commands.add_parser("erase", help="erase one or more concepts and write a new pipeline folder")
+    erase.add_argument("--base", required=True, type=Path, help="a local diffusers Stable Diffusion folder")
+    erase.add_argument("--concept", required=True, action="append", dest="concepts", help="a concept to erase (repeatable)")
+    erase.add_argument("--preserve", action="append", default=[], help="a related concept to keep (repeatable)")
+    erase.add_argument("--synonym", action="append", default=[], help="another name of the concept (repeatable)")
+    erase.add_argument("--forget-prompts", type=Path, help="a text file of extra forget prompts, one per line")
+    erase.add_argument("--retain-prompts", type=Path, help="a text file of extra retain prompts, one per line")
+    erase.add_argument("--method", default=DEFAULT_METHOD, choices=METHOD_IDS)
+    erase.add_argument("--steps", type=int, help="optimizer steps (method default otherwise)")
+    erase.add_argument("--learning-rate", type=float)
+    erase.add_argument("--batch-size", type=int)
+    erase.add_argument("--num-prompts", type=int)
+    erase.add_argument("--trainable", choices=("unet", "cross_attention"))
+    erase.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any other hyperparameter, as JSON (repeatable)")
+    erase.add_argument("--seed", type=int, default=0)
+    erase.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="latents cache (default: %(default)s)")
+    erase.add_argument("--state-dir", type=Path, help="save a resumable state here; a rerun with the same arguments resumes")
+    erase.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    erase.add_argument("--out", required=True, type=Path, help="the result folder (must not exist, or be empty)")
+    return top
+
+
+def hyperparameters(args) -> dict:
+    values = {}
+    for name in ("steps", "learning_rate", "batch_size", "num_prompts", "trainable"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    for item in args.set:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise InvalidInput("--set", f"expected NAME=VALUE, got {item!r}")
+        try:
+            values[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name.strip()] = raw
+    return values
+
+
+def user_prompts(args) -> dict | None:
+    prompts = {}
+    for key, path in (("forget", args.forget_prompts), ("retain", args.retain_prompts)):
+        if path is not None:
+            try:
+                prompts[key] = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            except OSError as error:
+                raise InvalidInput(f"--{key}-prompts", f"cannot read {path}: {error.strerror}") from None
+    if args.synonym:
+        prompts["synonyms"] = args.synonym
+    return prompts or None
+
+
+class ProgressBars:
+    """One tqdm bar per stage, fed by the library's progress callback."""
+
+    def __init__(self):
+        from tqdm import tqdm
+
+        self.tqdm, self.bar, self.stage = tqdm, None, None
+
+    def __call__(self, stage: str, step: int, total: int) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage, self.bar = stage, self.tqdm(total=total, desc=f"{stage:<11}", unit="step" if stage == "unlearning" else "it", leave=True)
+        self.bar.total = total
+        self.bar.n = step
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def quiet_libraries() -> None:
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def run_erase(args) -> int:
+    from .api import erase
+    from .callbacks import Callbacks
+
+    quiet_libraries()
+    bars = ProgressBars()
+    started = time.perf_counter()
+    try:
+        result = erase(
+            args.base, args.concepts, args.out, method=args.method, preserve=args.preserve,
+            prompts=user_prompts(args), hyperparameters=hyperparameters(args), seed=args.seed,
+            cache_dir=args.cache_dir, state_dir=args.state_dir, device=args.device,
+            callbacks=Callbacks(on_progress=bars),
+        )
+    finally:
+        bars.close()
+    print(summary(result, time.perf_counter() - started))
+    return 0
+
+
+def summary(result, seconds: float) -> str:
+    m = result.metrics
+    last = result.history[-1] if result.history else {}
+    lines = [
+        f"erased {', '.join(result.manifest['concepts'])} with {result.manifest['method']} in {seconds:.1f} s "
+        + "(" + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()) + ")",
+        f"held-out forget loss {m['forget_loss_before']:.4f} -> {m['forget_loss_after']:.4f}; "
+        f"retain loss {m['retain_loss_before']:.4f} -> {m['retain_loss_after']:.4f}",
+        "last step: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float)),
+        f"pipeline: {result.out}   delta: {result.out / 'delta.safetensors'}   evaluation: {result.out / 'evaluation'}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run_erase(args)
+    except InvalidInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except Stopped as error:
+        print(f"stopped: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
