@@ -1,0 +1,96 @@
+"""Faults, with real parts: a worker killed mid-job, Redis restarted, the database cut away.
+
+Each test keeps to tens of seconds: tiny model, few steps, leases of a few seconds.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from service import jobs
+from tests.workers.conftest import Deployment, make_deployment
+from tests.workers.test_worker_jobs import wait_for_status
+from tests.workers.worker_harness import PrivateRedis, TcpProxy, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def progress_events(deployment, job_id):
+    return [e.data for e in deployment.events(job_id) if e.type == "progress"]
+
+
+def test_a_worker_killed_mid_job_resumes_on_a_new_worker_and_one_version_is_published(distributed, workers):
+    workers.append(first := distributed.start_worker("first.log"))
+    long_job = {"steps": 40, "num_prompts": 2, "batch_size": 1, "generation_steps": 1, "save_every": 5, "eval_prompts": 1}
+    job_id = distributed.submit(["cat"], hyperparameters=long_job)
+    wait_until(lambda: (distributed.job(job_id).progress_step or 0) >= 12
+               and distributed.job(job_id).progress_stage == "unlearning", 120, "step 12 of the first attempt")
+
+    first.kill()  # SIGKILL to the worker and its task child: as if the machine were lost
+    assert distributed.job(job_id).status == "running"  # nobody told the database
+    state = distributed.settings.work_dir / job_id / "state"
+    assert any(state.iterdir()), "the first attempt saved a resumable state"
+    workers.append(distributed.start_worker("second.log"))
+
+    job = wait_for_status(distributed, job_id, jobs.TERMINAL, timeout_s=180)
+
+    assert (job.status, job.attempt, job.result) == ("succeeded", 2, {"model": "tiny", "version": 2})
+    assert [(v.version, v.job_id) for v in distributed.versions()] == [(2, job_id), (1, None)]
+    messages = [e.message for e in distributed.events(job_id)]
+    requeued_at = next(i for i, m in enumerate(messages) if "queued again for attempt 2" in m)
+    after = [e.data for e in distributed.events(job_id)[requeued_at:] if e.type == "progress"]
+    first_step_of_second_attempt = next(d["step"] for d in after if d["stage"] == "unlearning")
+    assert first_step_of_second_attempt >= 10 and first_step_of_second_attempt % 5 == 0  # resumed, not restarted
+
+
+def test_a_job_waiting_in_redis_survives_a_redis_restart(tmp_path, postgres_url, tiny_base, workers):
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        # No republishing by the reconciler within the test: only the persisted message can run it.
+        deployment = make_deployment(tmp_path / "data", postgres_url, server.url, republish_after_s=600)
+        deployment.register_base(tiny_base)
+        job_id = deployment.submit(["cat"])
+
+        server.restart()  # the message waits in Redis' append-only file meanwhile
+        workers.append(worker := deployment.start_worker())
+        job = wait_for_status(deployment, job_id, jobs.TERMINAL)
+        assert (job.status, job.attempt) == ("succeeded", 1)
+        assert "reconciler published again" not in worker.output()
+
+        server.restart()  # under a running, idle worker: it reconnects and takes the next job
+        quick = deployment.submit(["   "])  # fails at once (a blank concept), proving it was consumed
+        assert wait_for_status(deployment, quick, jobs.TERMINAL, timeout_s=60).error["code"] == "invalid_concept"
+        deployment.close()
+    finally:
+        for started in workers:
+            started.stop()
+        server.stop()
+
+
+def test_the_worker_rides_out_a_database_outage_and_the_job_is_not_lost(tmp_path, postgres_url, redis_url, tiny_base, workers):
+    deployment = make_deployment(tmp_path / "data", postgres_url, redis_url)
+    deployment.register_base(tiny_base)
+    proxy = TcpProxy(target_port=5432)
+    proxy.start()
+    proxied_url = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    worker_side = Deployment(deployment.settings.model_copy(update={"database_url": proxied_url}))
+    workers.append(worker := worker_side.start_worker())
+    try:
+        proxy.cut()  # the database is unreachable when the job's message arrives
+        job_id = deployment.submit(["cat"], hyperparameters={"steps": 12, "num_prompts": 2, "batch_size": 1,
+                                                              "generation_steps": 1, "save_every": 4, "eval_prompts": 1})
+        worker.wait_for_output(f"claim {job_id} failed (OperationalError); retrying", timeout_s=30)
+        proxy.start()
+        wait_until(lambda: deployment.job(job_id).progress_stage == "unlearning", 120, "the unlearning stage")
+
+        proxy.cut()  # and once more in the middle of the run, shorter than the lease
+        wait_until(lambda: "heartbeat failed" in worker.output(), 10, "a failed heartbeat")
+        proxy.start()
+
+        job = wait_for_status(deployment, job_id, jobs.TERMINAL)
+        assert (job.status, job.attempt, job.result) == ("succeeded", 1, {"model": "tiny", "version": 2})
+        assert [v.version for v in deployment.versions()] == [2, 1]
+    finally:
+        proxy.cut()
+        deployment.close()
