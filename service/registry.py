@@ -89,10 +89,10 @@ def register_base(session: Session, storage: Storage, name: str, folder: Path) -
     """Register the diffusers folder `folder` (on this server) as version 1 of a new model."""
     if not NAME.match(name):
         raise RegistryError("name", f"must be 1-64 of a-z 0-9 - _ . but is {name!r}")
-    folder = Path(folder)
-    _check_pipeline_folder(folder)
     if session.scalar(select(Model.id).where(Model.name == name)) is not None:
         raise NameTaken(name)
+    folder = Path(folder)
+    _check_pipeline_folder(folder)
     files = _upload_folder(storage, folder, skip=())
     now = time.time()
     model = Model(name=name, created_at=now)

@@ -105,13 +105,14 @@ def tiny_pipeline(tmp_path_factory) -> Path:
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "sd", seed=0)
 
 
+def make_settings(data_dir: Path, **changes) -> Settings:
+    keys = "key-a:tenant-a,key-b:tenant-b,key-admin:ops:admin"
+    return Settings(data_dir=data_dir, api_keys=keys, sse_poll_s=0.05, **changes)
+
+
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        api_keys="key-a:tenant-a,key-b:tenant-b,key-admin:ops:admin",
-        sse_poll_s=0.05,
-    )
+    return make_settings(tmp_path / "data")
 
 
 def _empty_postgres(url: str) -> None:
@@ -141,4 +142,14 @@ def store(settings):
     engine = make_engine(settings.database_url)
     with session_factory(engine)() as session:
         yield session
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def shared_gateway(tmp_path_factory, tiny_pipeline):
+    """One gateway for a module whose tests write nothing: (client, settings, store session)."""
+    settings = make_settings(tmp_path_factory.mktemp("gateway") / "data")
+    engine = make_engine(settings.database_url)
+    with start_gateway(settings, tiny_pipeline) as client, session_factory(engine)() as session:
+        yield client, settings, session
     engine.dispose()

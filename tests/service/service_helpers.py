@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 from service.db import migrate
@@ -10,6 +12,7 @@ from service.settings import Settings
 KEY_A = {"Authorization": "Bearer key-a"}
 KEY_B = {"Authorization": "Bearer key-b"}
 ADMIN = {"Authorization": "Bearer key-admin"}
+UNET = "unet/diffusion_pytorch_model.safetensors"
 
 
 def start_gateway(settings: Settings, tiny_pipeline: Path, broker=None):
@@ -31,3 +34,14 @@ def broker_messages(settings: Settings) -> int:
 
     folder = filesystem_broker_folder(settings.data_dir)
     return len([p for p in folder.iterdir() if p.is_file()]) if folder.exists() else 0
+
+
+def out_folder(tiny_pipeline: Path, target: Path, unet_bytes: bytes = b"changed unet") -> Path:
+    """An out folder as `unlearning.erase` lays it out: a full pipeline, a changed UNet, delta, manifest, metrics."""
+    shutil.copytree(tiny_pipeline, target)
+    (target / UNET).write_bytes(unet_bytes)
+    (target / "delta.safetensors").write_bytes(b"delta " + unet_bytes)
+    (target / "evaluation").mkdir()
+    (target / "evaluation" / "metrics.json").write_text(json.dumps({"forget_clip": 0.1}))
+    (target / "manifest.json").write_text(json.dumps({"name": "tiny", "version": 99, "files": []}))
+    return target

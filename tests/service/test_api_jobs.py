@@ -133,3 +133,10 @@ def test_events_stream_live_and_end_with_the_job(client, settings):
     assert kinds[-1] == "end" and kinds.count("progress") == 2
     last = json.loads(blocks[-2].splitlines()[-1].removeprefix("data: "))
     assert last["data"]["status"] == "succeeded"
+
+
+def test_the_largest_valid_body_is_accepted(client, store):
+    body = dict(BODY, concepts=["c" * 200] * 10, preserve=["p"] * 50, seed=2**32 - 1,
+                 hyperparameters={"steps": 10_000, "learning_rate": 1e-2, "batch_size": 64, "num_prompts": 10_000},
+                 metadata={f"k{i}": "v" * 512 for i in range(16)})  # fmt: skip
+    assert client.post("/v1/jobs", json=body, headers=KEY_A).status_code == 202

@@ -1,7 +1,6 @@
 """Registry: base registration, atomic and deduplicated publishing, idempotent per job."""
 
 import json
-import shutil
 
 import pytest
 from sqlalchemy import func, select
@@ -9,19 +8,7 @@ from sqlalchemy import func, select
 from service import jobs, registry
 from service.jobs import JobSpec
 from service.models import Blob, ModelVersion
-
-UNET = "unet/diffusion_pytorch_model.safetensors"
-
-
-def out_folder(tiny_pipeline, target, unet_bytes=b"changed unet"):
-    """An out folder as `unlearning.erase` lays it out: a full pipeline, a changed UNet, delta, manifest, metrics."""
-    shutil.copytree(tiny_pipeline, target)
-    (target / UNET).write_bytes(unet_bytes)
-    (target / "delta.safetensors").write_bytes(b"delta " + unet_bytes)
-    (target / "evaluation").mkdir()
-    (target / "evaluation" / "metrics.json").write_text(json.dumps({"forget_clip": 0.1}))
-    (target / "manifest.json").write_text(json.dumps({"name": "tiny", "version": 99, "files": []}))
-    return target
+from tests.service.service_helpers import UNET, out_folder
 
 
 @pytest.fixture
