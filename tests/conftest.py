@@ -11,6 +11,10 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The tiny models of the suite run fastest on one thread, and a 2-core machine running a
+# worker subprocess beside pytest is oversubscribed (spinning OpenMP threads) otherwise.
+# Subprocesses (CLI runs, Celery workers) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -7,9 +7,6 @@ grids, before and after), writing (the result folder, published by one rename).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,13 +16,13 @@ import torch
 
 from . import methods
 from .callbacks import Callbacks
-from .errors import InvalidInput
 from .evaluate import Evaluation
 from .fingerprint import model_fingerprint
+from .job import Job, manifest_of, prepare_job
 from .latents import LatentCache, encode_prompts, generate_latents, sample_seeds
-from .output import check_out_folder, write_result
-from .pipeline import check_pipeline_folder, load_pipeline
-from .prompts import PromptSets, build_prompt_sets, check_concepts, model_vocabulary, read_model_settings
+from .output import write_result
+from .pipeline import load_pipeline
+from .prompts import PromptSets, build_prompt_sets, model_vocabulary
 from .train import TrainingData, Unlearner
 
 STATE_FILE = "state.pt"
@@ -38,47 +35,6 @@ class EraseResult:
     metrics: dict
     history: list[dict] = field(repr=False, default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class Job:
-    """Everything `erase` was asked, checked before anything is loaded or written."""
-
-    base: Path
-    out: Path
-    concepts: list[str]
-    preserve: list[str]
-    prompts: dict | None
-    config: methods.base.MethodConfig
-    seed: int
-    model_settings: dict
-
-    def run_key(self) -> str:
-        """Identifies the run, so a saved state is never resumed by a different one."""
-        text = json.dumps([str(self.base.resolve()), self.concepts, self.preserve, self.prompts, self.config.to_dict(), self.seed], sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
-
-
-def prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed) -> Job:
-    base = check_pipeline_folder(base)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise InvalidInput("seed", f"must be an integer from 0 to {2**32 - 1}, got {seed!r}")
-    try:
-        out = check_out_folder(out)
-    except FileExistsError:
-        raise InvalidInput("out", f"{out} already exists and is not an empty folder") from None
-    model_settings = read_model_settings(base)
-    config = methods.make_config(method, _with_model_defaults(method, model_settings, hyperparameters))
-    return Job(base, out, check_concepts(list(concepts)), list(preserve or []), prompts, config, seed, model_settings)
-
-
-def _with_model_defaults(method: str, model_settings: dict, hyperparameters: dict | None) -> dict:
-    """The model's own defaults (lethe.json) that this method knows, under the caller's values."""
-    if hyperparameters is not None and not isinstance(hyperparameters, dict):
-        raise InvalidInput("hyperparameters", "must be an object")
-    known = set(methods.CONFIGS[method].__dataclass_fields__) if method in methods.CONFIGS else set()
-    defaults = {k: v for k, v in model_settings.get("hyperparameters", {}).items() if k in known}
-    return {**defaults, **(hyperparameters or {})}
 
 
 def erase(
@@ -168,19 +124,3 @@ def make_training_data(pipe, sets: PromptSets, job: Job, cache_dir, callbacks: C
         "retain": (latents["test_retain"], embeds["test_retain"], sets.test_retain),
     }
     return data, test
-
-
-def manifest_of(job: Job, lineage: dict | None) -> dict:
-    lineage = dict(lineage or {})
-    return {
-        "name": lineage.get("name"),
-        "version": lineage.get("version"),
-        "parent": lineage.get("parent"),
-        "job_id": lineage.get("job_id"),
-        "concepts_erased": lineage.get("concepts_erased", job.concepts),
-        "concepts": job.concepts,
-        "preserve": job.preserve,
-        "method": job.config.method,
-        "config": job.config.to_dict(),
-        "seed": job.seed,
-    }

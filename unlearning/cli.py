@@ -110,6 +110,11 @@ def quiet_libraries() -> None:
 
 
 def run_erase(args) -> int:
+    from .job import prepare_job
+
+    # Check everything before the heavy imports, so a mistake is answered at once.
+    prepare_job(args.base, args.concepts, args.out, args.method, args.preserve, user_prompts(args),
+                hyperparameters(args), args.seed)
     from .api import erase
     from .callbacks import Callbacks
 
@@ -144,6 +149,7 @@ def summary(result, seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = parser().parse_args(argv)
     try:
         return run_erase(args)

@@ -23,13 +23,6 @@ DELTA = "delta.safetensors"
 MANIFEST = "manifest.json"
 
 
-def check_out_folder(out: str | Path) -> Path:
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(out)
-    return out
-
-
 def staging_folder(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -35,7 +35,7 @@ def make_unet() -> UNet2DConditionModel:
         sample_size=LATENT_SIZE,
         in_channels=4,
         out_channels=4,
-        block_out_channels=(64, 64),
+        block_out_channels=(32, 64),
         layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),

@@ -29,10 +29,10 @@ from ..tokenizer import make_clip_tokenizer
 @dataclass(frozen=True)
 class TrainingConfig:
     seed: int = 0
-    vae_steps: int = 1500
+    vae_steps: int = 600
     vae_learning_rate: float = 2e-3
     vae_kl_weight: float = 1e-5
-    steps: int = 3000
+    steps: int = 2500
     batch_size: int = 128
     learning_rate: float = 1e-3
     warmup_steps: int = 100

@@ -1,0 +1,74 @@
+"""What `erase` was asked, checked before anything heavy is imported, loaded or written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import methods
+from .errors import InvalidInput
+from .folders import check_pipeline_folder
+from .prompts import check_concepts, read_model_settings
+
+
+def check_out_folder(out: str | Path) -> Path:
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidInput("out", f"{out} already exists and is not an empty folder")
+    return out
+
+
+@dataclass
+class Job:
+    """Everything `erase` was asked, checked before anything is loaded or written."""
+
+    base: Path
+    out: Path
+    concepts: list[str]
+    preserve: list[str]
+    prompts: dict | None
+    config: methods.base.MethodConfig
+    seed: int
+    model_settings: dict
+
+    def run_key(self) -> str:
+        """Identifies the run, so a saved state is never resumed by a different one."""
+        text = json.dumps([str(self.base.resolve()), self.concepts, self.preserve, self.prompts, self.config.to_dict(), self.seed], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed) -> Job:
+    base = check_pipeline_folder(base)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InvalidInput("seed", f"must be an integer from 0 to {2**32 - 1}, got {seed!r}")
+    out = check_out_folder(out)
+    model_settings = read_model_settings(base)
+    config = methods.make_config(method, _with_model_defaults(method, model_settings, hyperparameters))
+    return Job(base, out, check_concepts(list(concepts)), list(preserve or []), prompts, config, seed, model_settings)
+
+
+def _with_model_defaults(method: str, model_settings: dict, hyperparameters: dict | None) -> dict:
+    """The model's own defaults (lethe.json) that this method knows, under the caller's values."""
+    if hyperparameters is not None and not isinstance(hyperparameters, dict):
+        raise InvalidInput("hyperparameters", "must be an object")
+    known = set(methods.CONFIGS[method].__dataclass_fields__) if method in methods.CONFIGS else set()
+    defaults = {k: v for k, v in model_settings.get("hyperparameters", {}).items() if k in known}
+    return {**defaults, **(hyperparameters or {})}
+
+
+def manifest_of(job: Job, lineage: dict | None) -> dict:
+    lineage = dict(lineage or {})
+    return {
+        "name": lineage.get("name"),
+        "version": lineage.get("version"),
+        "parent": lineage.get("parent"),
+        "job_id": lineage.get("job_id"),
+        "concepts_erased": lineage.get("concepts_erased", job.concepts),
+        "concepts": job.concepts,
+        "preserve": job.preserve,
+        "method": job.config.method,
+        "config": job.config.to_dict(),
+        "seed": job.seed,
+    }
