@@ -24,6 +24,9 @@ def load_pipeline(path: str | Path, device: str | torch.device | None = None) ->
         )
     except (OSError, ValueError, KeyError) as error:
         raise NotAPipeline(path, [f"loadable weights ({error})"]) from None
+    if device.type == "cuda":  # TF32 for fp32 matmuls and convolutions that autocast leaves
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     pipe.set_progress_bar_config(disable=True)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False).eval()

@@ -3,6 +3,7 @@
 Gradients live in one flat buffer whose views are the parameters' `.grad`, so the
 restricted-gradient rule works on whole vectors without concatenating copies: the step
 keeps exactly one extra full-size vector (g_f) while the retain gradient is computed.
+The rule's dot products and its combination are three passes over memory in all.
 
 Randomness (batch order, timesteps, noise) is a pure function of (seed, step), so a run
 resumed from a saved state draws exactly what an uninterrupted run draws.
@@ -64,12 +65,15 @@ def denoising_loss(unet, scheduler, latents, embeds, generator, device) -> torch
 
 
 class FlatGradients:
-    """One contiguous buffer; each parameter's `.grad` is a view into it."""
+    """Gradients in one contiguous (rows, N) buffer; each parameter's `.grad` is a view of
+    the last row. With two rows, the first keeps g_f while g_r is computed, and the three
+    dot products of the rule come from one pass over both (a 2x2 Gram matrix)."""
 
-    def __init__(self, params: list[torch.nn.Parameter]):
-        self.params = params
+    def __init__(self, params: list[torch.nn.Parameter], rows: int = 1):
         total = sum(p.numel() for p in params)
-        self.buffer = torch.zeros(total, device=params[0].device, dtype=params[0].dtype)
+        self.rows = torch.zeros(rows, total, device=params[0].device, dtype=params[0].dtype)
+        self.buffer = self.rows[-1]
+        self.stash = self.rows[0] if rows == 2 else None
         offset = 0
         for p in params:
             p.grad = self.buffer[offset:offset + p.numel()].view_as(p)
@@ -77,6 +81,16 @@ class FlatGradients:
 
     def zero(self) -> None:
         self.buffer.zero_()
+
+    def gram(self) -> tuple[float, float, float]:
+        """(|stash|^2, |buffer|^2, stash . buffer), exact fp32 even where TF32 is on."""
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            g = (self.rows @ self.rows.T).tolist()
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        return g[0][0], g[1][1], g[0][1]
 
 
 def _seeded(seed: int, *labels) -> torch.Generator:
@@ -109,11 +123,10 @@ class Unlearner:
         for _, p in self.named:
             p.requires_grad_(True)
         params = [p for _, p in self.named]
-        self.grads = FlatGradients(params)
+        self.grads = FlatGradients(params, rows=2 if config.method in ("rg", "graddiff") else 1)
         self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, fused=device.type == "cuda")
-        self.forget_grad = None
-        if config.method in ("rg", "graddiff"):
-            self.forget_grad = torch.empty_like(self.grads.buffer)
+        if config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
         self.unet.train()
         self.step_index = 0
         self.history: list[dict] = []
@@ -152,7 +165,7 @@ class Unlearner:
         if config.method == "ga":
             return record
         if not hinge:
-            self.forget_grad.copy_(self.grads.buffer)
+            self.grads.stash.copy_(self.grads.buffer)
             self.grads.zero()
         retain_loss = self.denoising_loss(data.retain_latents[idx], data.retain_embeds[idx], generator)
         retain_loss.backward()  # buffer = g_r
@@ -161,10 +174,9 @@ class Unlearner:
         if hinge:  # g_f = 0: no projection, d = w g_r
             g_r.mul_(config.retain_weight)
             return record
-        g_f = self.forget_grad
-        ff, rr, fr = (float(x.dot(y)) for x, y in ((g_f, g_f), (g_r, g_r), (g_f, g_r)))
+        ff, rr, fr = self.grads.gram()
         a, b = COMBINATIONS[config.method](ff, rr, fr, config.retain_weight)
-        g_r.mul_(b).add_(g_f, alpha=a)  # the buffer now holds d
+        g_r.mul_(b).add_(self.grads.stash, alpha=a)  # the buffer now holds d
         record["conflict"] = fr < 0
         return record
 
@@ -203,6 +215,8 @@ class Unlearner:
         for _, p in self.named:
             p.requires_grad_(False)
             p.grad = None
+        if self.config.gradient_checkpointing:
+            self.unet.disable_gradient_checkpointing()
         self.unet.eval()
         return self.history
 

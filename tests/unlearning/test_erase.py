@@ -78,6 +78,12 @@ def test_same_inputs_give_byte_identical_weights(tiny_base, latent_cache, refere
         assert (again.out / name).read_bytes() == (reference.out / name).read_bytes()
 
 
+def test_low_memory_mode_gives_the_same_weights(tiny_base, latent_cache, reference, tmp_path):
+    low = run(tiny_base, tmp_path / "low", latent_cache, hyperparameters={**TINY, "gradient_checkpointing": True})
+    child, ref = load_file(low.out / UNET_FILE), load_file(reference.out / UNET_FILE)
+    assert all(torch.allclose(child[k], ref[k], atol=1e-6) for k in ref)
+
+
 def test_an_interrupted_run_resumes_to_the_same_weights(tiny_base, latent_cache, reference, tmp_path):
     state = tmp_path / "state"
     steps_seen = []

@@ -35,6 +35,9 @@ class MethodConfig:
     generation_batch_size: int = setting("images per sampler call when generating latents", 16)
     save_every: int = setting("steps between two saved resumable states", 25)
     eval_prompts: int = setting("held-out prompts per set (forget, retain) drawn for evaluation", 8)
+    gradient_checkpointing: bool = setting(
+        "low-memory mode: recompute activations in the backward pass (slower, far less memory)", False
+    )
 
     BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
         "steps": (1, 100_000),
@@ -85,5 +88,7 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
     elif annotation.startswith("float"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InvalidInput(where, f"must be a finite number, got {value!r}")
+    elif annotation.startswith("bool") and not isinstance(value, bool):
+        raise InvalidInput(where, f"must be true or false, got {value!r}")
     elif annotation.startswith("str") and not isinstance(value, str):
         raise InvalidInput(where, f"must be a string, got {value!r}")
