@@ -26,7 +26,7 @@ ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TENANT = "tenant-w"
 API_KEY = "w-test-key-0123456789"
 # Seconds, not minutes: leases, heartbeats and the reconciler run at test speed.
-FAST_TIMING = {"heartbeat_s": 0.5, "lease_s": 4.0, "reconcile_interval_s": 1.0, "republish_after_s": 3.0}
+FAST_TIMING = {"heartbeat_s": 0.5, "lease_s": 6.0, "reconcile_interval_s": 1.0, "republish_after_s": 3.0}
 # A job of a few seconds on the tiny pipeline.
 FAST_JOB = {"steps": 4, "num_prompts": 2, "batch_size": 1, "generation_steps": 1, "save_every": 2, "eval_prompts": 1}
 
@@ -162,3 +162,4 @@ def workers():
     yield started
     for worker in started:
         worker.stop()
+        print(f"--- {worker.log.name} (shown when the test fails) ---\n{worker.output()[-6000:]}")
