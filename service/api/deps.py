@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -30,11 +30,16 @@ class Parts:
     metrics: Metrics
 
 
-def get_parts(request: Request) -> Parts:
+# The dependencies below do no blocking I/O, so they are `async`: FastAPI would run a plain
+# `def` dependency in the thread pool, one thread hop each, per request.
+
+
+async def get_parts(request: Request) -> Parts:
     return request.app.state.parts
 
 
-def get_session(parts: Annotated[Parts, Depends(get_parts)]) -> Iterator[Session]:
+async def get_session(parts: Annotated[Parts, Depends(get_parts)]) -> AsyncIterator[Session]:
+    # A session connects lazily, inside the (threaded) route; closing only returns the connection.
     with parts.sessions() as session:
         yield session
 
@@ -42,7 +47,7 @@ def get_session(parts: Annotated[Parts, Depends(get_parts)]) -> Iterator[Session
 bearer = HTTPBearer(auto_error=False, description="An API key from LETHE_API_KEYS.")
 
 
-def get_caller(
+async def get_caller(
     parts: Annotated[Parts, Depends(get_parts)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
@@ -54,7 +59,7 @@ def get_caller(
     return caller
 
 
-def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+async def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
     if not caller.admin:
         raise Problem(403, "this route needs an admin key", [{"field": "Authorization", "message": "not an admin key"}])
     return caller
