@@ -35,7 +35,9 @@ class ApiError(ClientError):
     def describe(self) -> str:
         lines = [f"error {self.status}: {self.detail}"]
         for error in self.errors:
-            lines.append(f"  {error.get('field', '?')}: {error.get('message', '')}")
+            line = f"{error.get('field', '?')}: {error.get('message', '')}"
+            if line not in self.detail:  # a lone field error is often the detail itself
+                lines.append(f"  {line}")
         if self.status == 401:
             lines.append("  (set LETHE_API_KEY to a key the server accepts)")
         return "\n".join(lines)

@@ -10,6 +10,7 @@ removes the part and is reported, and the command exits non-zero.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -68,8 +69,8 @@ class VersionDownload:
     def run(self) -> list[Outcome]:
         entries = self.files()
         outcomes = []
-        with tqdm(total=sum(e.size for e in entries), unit="B", unit_scale=True,
-                  desc="download", mininterval=0.2, leave=False) as bar:
+        with tqdm(total=sum(e.size for e in entries), unit="B", unit_scale=True, desc="download",
+                  mininterval=0.2, leave=False, disable=not sys.stderr.isatty()) as bar:
             for entry in entries:
                 outcome = self.fetch(entry, bar)
                 self.report(outcome)

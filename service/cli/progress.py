@@ -60,10 +60,14 @@ def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
 
 
 class ProgressBar:
-    """One tqdm bar per stage, plus the job's messages printed above it."""
+    """One tqdm bar per stage, plus the job's messages printed above it.
+
+    Where the output is not a terminal (a log, a pipe), a plain line per progress event.
+    """
 
     def __init__(self, out: TextIO = sys.stderr):
         self.out = out
+        self.live = out.isatty()
         self.bar: tqdm | None = None
         self.stage: str | None = None
 
@@ -72,6 +76,12 @@ class ProgressBar:
         stage = data.get("stage") or event.get("stage")
         step = data.get("step")
         total = data.get("total_steps") or data.get("total")
+        if not self.live:
+            if event.get("type") == "progress" and stage:
+                self.say(f"{stage} {step}/{total}" if total else stage)
+            elif event.get("message"):
+                self.say(f"[{event.get('level', 'info')}] {event['message']}")
+            return
         if stage and stage != self.stage:
             self._start(stage, total)
         if self.bar is not None and isinstance(step, int):
@@ -83,7 +93,10 @@ class ProgressBar:
             self.say(f"[{event.get('level', 'info')}] {event['message']}")
 
     def say(self, text: str) -> None:
-        tqdm.write(text, file=self.out)
+        if self.live:
+            tqdm.write(text, file=self.out)
+        else:
+            print(text, file=self.out, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
