@@ -3,7 +3,8 @@
 `Problem` is raised by routes and dependencies; the handlers installed by `install` turn it,
 FastAPI's validation errors, Starlette's HTTP errors and any unexpected exception into
 `application/problem+json` (`type`, `title`, `status`, `detail`, `instance`, `errors`).
-An unexpected exception is logged here and answered with a bare 500: no stack trace leaves.
+A database that does not answer is a 503 (retry); any other unexpected exception is logged
+here and answered with a bare 500. No stack trace ever leaves.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 MEDIA_TYPE = "application/problem+json"
@@ -64,6 +66,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, problem_response)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 
@@ -79,6 +82,14 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
     return problem_response(request, Problem(error.status_code, detail, headers=error.headers))
+
+
+async def _database_error(request: Request, error: DBAPIError) -> JSONResponse:
+    if not error.connection_invalidated and not isinstance(error, (OperationalError, InterfaceError)):
+        return await _unexpected_error(request, error)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, error.orig)
+    problem = Problem(503, "the database is not answering; retry shortly", code="unavailable", headers={"Retry-After": "5"})
+    return problem_response(request, problem)
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:

@@ -26,7 +26,11 @@ class Storage(Protocol):
     def has(self, sha256: str) -> bool: ...
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """The bytes [start, end) of a blob (end None: to its end), in chunks."""
+        """The bytes [start, end) of a blob (end None: to its end), in chunks.
+
+        The blob is opened at the call (a missing blob raises then, before any byte is
+        sent); the bytes are read as the iterator is consumed.
+        """
 
     def check(self) -> None:
         """Raise if the store does not answer (for /readyz)."""
@@ -61,15 +65,9 @@ class LocalStorage:
         return (self.root / blob_key(sha256)).is_file()
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        with open(self.root / blob_key(sha256), "rb") as source:
-            source.seek(start)
-            left = None if end is None else end - start
-            while left is None or left > 0:
-                chunk = source.read(CHUNK if left is None else min(CHUNK, left))
-                if not chunk:
-                    return
-                left = None if left is None else left - len(chunk)
-                yield chunk
+        source = open(self.root / blob_key(sha256), "rb")
+        source.seek(start)
+        return _chunks(source, None if end is None else end - start)
 
     def check(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -116,19 +114,29 @@ class S3Storage:
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         if end is not None and end <= start:
-            return
+            return iter(())
         byte_range = f"bytes={start}-" + ("" if end is None else str(end - 1))
         body = self.client.get_object(Bucket=self.bucket, Key=self._key(sha256), Range=byte_range)["Body"]
-        try:
-            yield from body.iter_chunks(CHUNK)
-        finally:
-            body.close()
+        return _chunks(body, None)
 
     def check(self) -> None:
         self.client.head_bucket(Bucket=self.bucket)
 
     def _key(self, sha256: str) -> str:
         return f"{self.prefix}/{blob_key(sha256)}" if self.prefix else blob_key(sha256)
+
+
+def _chunks(source, left: int | None) -> Iterator[bytes]:
+    """Read an open file-like `source` in chunks (at most `left` bytes), then close it."""
+    try:
+        while left is None or left > 0:
+            chunk = source.read(CHUNK if left is None else min(CHUNK, left))
+            if not chunk:
+                return
+            left = None if left is None else left - len(chunk)
+            yield chunk
+    finally:
+        source.close()
 
 
 def open_storage(settings) -> Storage:

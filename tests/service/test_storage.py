@@ -42,3 +42,10 @@ def test_local_blob_is_never_half_written(tmp_path):
     sha256, _ = store.put_file(write(tmp_path / "f", b"x" * 1000))
     folder = (tmp_path / "s" / blob_key(sha256)).parent
     assert [p.name for p in folder.iterdir()] == [sha256]  # no temp file left beside it
+
+
+def test_a_missing_blob_fails_at_the_call_not_mid_stream(storage):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises((FileNotFoundError, ClientError)):
+        storage.read("0" * 64)
