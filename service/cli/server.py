@@ -9,12 +9,14 @@ All three read one `Settings()` from the `LETHE_` environment, here at the proce
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 
 WORKER_STOP_GRACE_S = 10.0
+PR_SET_PDEATHSIG = 1
 
 
 def register(subcommands) -> None:
@@ -35,8 +37,12 @@ def register(subcommands) -> None:
 def serve(args) -> int:
     settings = _settings()
     _migrate(settings)
-    # Its own session, so that stopping it reaches the task's child process too.
-    child = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], start_new_session=True)
+    # Its own session, so that stopping it reaches the task's child process too; and it
+    # gets SIGTERM if this process dies without stopping it.
+    child = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], start_new_session=True,
+                             preexec_fn=_terminate_with_parent)
+    # uvicorn re-raises SIGTERM once it has shut down: make that an exit that runs `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         _run_gateway(settings, args.host, args.port)
     finally:
@@ -76,6 +82,14 @@ def _run_gateway(settings, host: str, port: int) -> None:
     from service.app import create_app
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def _terminate_with_parent() -> None:
+    """Linux: ask the kernel to send SIGTERM to this (child) process when its parent dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: `lethe serve` still stops its worker on a normal exit
 
 
 def _stop(child: subprocess.Popen) -> None:
