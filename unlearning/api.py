@@ -107,16 +107,16 @@ def make_training_data(pipe, sets: PromptSets, job: Job, cache_dir, callbacks: C
     groups = {"forget": sets.forget, "retain": sets.retain, "test_forget": sets.test_forget, "test_retain": sets.test_retain}
     if config.method in ("esd", "ga"):
         groups["retain"] = []  # never used: don't spend the sampler on it
-    total = sum(len(p) for p in groups.values())
-    done = 0
-    latents, embeds = {}, {}
-    for name, prompts in groups.items():
-        def progress(n, _total, offset=done):
-            callbacks.on_progress("preparing", offset + n, total)
-        latents[name] = generate_latents(pipe, prompts, sample_seeds(job.seed, prompts), settings, cache, fingerprint,
-                                         config.generation_batch_size, progress) if prompts else torch.zeros(0)
-        embeds[name] = encode_prompts(pipe, prompts) if prompts else torch.zeros(0)
-        done += len(prompts)
+    # One stream over every group, so the sampler's batches are full; split afterwards.
+    prompts = [p for group in groups.values() for p in group]
+    seeds = [s for group in groups.values() for s in sample_seeds(job.seed, group)]
+    progress = lambda done, total: callbacks.on_progress("preparing", done, total)  # noqa: E731
+    all_latents = generate_latents(pipe, prompts, seeds, settings, cache, fingerprint, config.generation_batch_size, progress)
+    all_embeds = encode_prompts(pipe, prompts)
+    latents, embeds, start = {}, {}, 0
+    for name, group in groups.items():
+        latents[name], embeds[name] = all_latents[start:start + len(group)], all_embeds[start:start + len(group)]
+        start += len(group)
     uncond = encode_prompts(pipe, [""])
     data = TrainingData(latents["forget"], embeds["forget"], latents["retain"], embeds["retain"], uncond)
     test = {
