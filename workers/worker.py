@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import socket
 
+import logging
+
 from celery import Celery, signals
 
 from service.db import make_engine, session_factory
@@ -16,6 +18,8 @@ from workers.app import make_celery
 from workers.queue import GPU_QUEUE
 from workers.reconciler import Reconciler
 from workers.tasks import register_tasks
+
+log = logging.getLogger(__name__)
 
 
 def make_worker_app(settings) -> Celery:
@@ -32,6 +36,7 @@ def run_worker(settings, name: str | None = None, loglevel: str = "INFO") -> Non
     def forget_parent_connections(**_):
         # A forked child must never use (or close) the parent's pooled connections.
         engine.dispose(close=False)
+        log.debug("task child %d ready", os.getpid())
 
     signals.worker_ready.connect(lambda **_: reconciler.start(), weak=False)
     signals.worker_process_init.connect(forget_parent_connections, weak=False)
