@@ -47,7 +47,7 @@ def _broker_options(settings) -> tuple[str, dict]:
         control = messages.parent / "control"
         for folder in (messages, control):
             folder.mkdir(parents=True, exist_ok=True)
-        return "filesystem://", {
+        return "filesystem://localhost/", {  # a host, or kombu warns on every connection
             "data_folder_in": str(messages),
             "data_folder_out": str(messages),
             "control_folder": str(control),

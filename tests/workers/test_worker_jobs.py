@@ -3,9 +3,12 @@ filesystem broker + SQLite. Jobs are created as the gateway creates them (row, t
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from service import jobs
+from tests.workers.conftest import make_deployment
 from workers.queue import enqueue, waiting_messages
 from tests.workers.worker_harness import wait_until
 
@@ -97,3 +100,21 @@ def test_a_queued_job_whose_message_was_lost_is_published_again(distributed, wor
     with distributed.sessions() as session:
         jobs.cancel(session, job_id)  # no need to run it to the end
     assert wait_for_status(distributed, job_id, jobs.TERMINAL, timeout_s=120).status == "cancelled"
+
+
+def test_an_unexpected_error_is_retried_then_fails_as_internal_on_the_last_attempt(tmp_path, postgres_url, redis_url,
+                                                                                    tiny_base, workers):
+    deployment = make_deployment(tmp_path / "data", postgres_url, redis_url, max_attempts=2)
+    deployment.register_base(tiny_base)
+    shutil.rmtree(deployment.settings.data_dir / "storage")  # every blob of the base is gone: not the caller's fault
+    workers.append(deployment.start_worker())
+    job_id = deployment.submit(["cat"])
+
+    job = wait_for_status(deployment, job_id, jobs.TERMINAL, timeout_s=60)
+
+    assert (job.status, job.attempt, job.error["code"]) == ("failed", 2, "internal")
+    assert "FileNotFoundError" in job.error["message"]
+    messages = [event.message for event in deployment.events(job_id)]
+    assert any("attempt 1 failed (FileNotFoundError); it will be retried" in m for m in messages)
+    assert any("queued again for attempt 2" in m for m in messages)
+    deployment.close()
