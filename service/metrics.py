@@ -9,7 +9,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from service import jobs
 from service.models import Job
@@ -45,22 +45,26 @@ class JobCollector:
     def collect(self):
         with self.sessions() as session:
             counts = jobs.count_by_status(session)
-            durations = session.execute(
-                select(Job.finished_at - Job.started_at).where(Job.status.in_(jobs.TERMINAL), Job.started_at.is_not(None))
-            ).scalars()
-            durations = [d for d in durations if d is not None]
+            durations = _duration_buckets(session)
         by_status = GaugeMetricFamily("lethe_jobs", "Jobs by status", labels=["status"])
         for status, count in counts.items():
             by_status.add_metric([status], count)
         yield by_status
         yield GaugeMetricFamily("lethe_queue_depth", "Jobs waiting for a worker", value=counts[jobs.QUEUED])
-        yield _histogram("lethe_job_duration_seconds", "Run time of finished jobs", durations)
+        yield durations
 
 
-def _histogram(name: str, text: str, values: list[float]) -> HistogramMetricFamily:
-    buckets = [(str(float(b)), sum(v <= b for v in values)) for b in JOB_DURATION_BUCKETS]
-    buckets.append(("+Inf", len(values)))
-    return HistogramMetricFamily(name, text, buckets=buckets, sum_value=float(sum(values)))
+def _duration_buckets(session) -> HistogramMetricFamily:
+    """Run time (finished - started) of ended jobs, bucketed by the database in one query."""
+    duration = Job.finished_at - Job.started_at
+    cumulative = [func.coalesce(func.sum(case((duration <= bound, 1), else_=0)), 0) for bound in JOB_DURATION_BUCKETS]
+    ended = (Job.status.in_(jobs.TERMINAL), Job.started_at.is_not(None), Job.finished_at.is_not(None))
+    row = session.execute(select(*cumulative, func.count(), func.coalesce(func.sum(duration), 0.0)).where(*ended)).one()
+    buckets = [(str(float(b)), int(n)) for b, n in zip(JOB_DURATION_BUCKETS, row)]
+    buckets.append(("+Inf", int(row[-2])))
+    return HistogramMetricFamily(
+        "lethe_job_duration_seconds", "Run time of ended jobs", buckets=buckets, sum_value=float(row[-1])
+    )
 
 
 class HttpMetrics:

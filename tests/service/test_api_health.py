@@ -52,6 +52,7 @@ def test_metrics(client, store):
     text = client.get("/metrics").text
     assert 'lethe_jobs{status="succeeded"} 1.0' in text and "lethe_queue_depth 0.0" in text
     assert "lethe_job_duration_seconds_count 1.0" in text
+    assert 'lethe_job_duration_seconds_bucket{le="60.0"} 1.0' in text
 
 
 @pytest.fixture
