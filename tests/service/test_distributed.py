@@ -39,6 +39,8 @@ def test_jobs_and_downloads_on_postgres_redis_and_s3(distributed, tiny_pipeline)
     bad = client.post("/v1/jobs", json={"base_model": {"name": "tiny"}, "concepts": []}, headers=KEY_A)
     assert bad.status_code == 422 and queue.llen("gpu") == 1  # nothing enqueued
     assert client.get(f"/v1/jobs/{response.json()['id']}", headers=KEY_B).status_code == 404
+    metrics = client.get("/metrics").text
+    assert 'lethe_jobs{status="queued"} 1.0' in metrics and "lethe_job_duration_seconds_count 0.0" in metrics
 
     files = client.get("/v1/models/tiny/versions/1", headers=KEY_A).json()["files"]
     for f in files:
