@@ -153,3 +153,25 @@ def shared_gateway(tmp_path_factory, tiny_pipeline):
     with start_gateway(settings, tiny_pipeline) as client, session_factory(engine)() as session:
         yield client, settings, session
     engine.dispose()
+
+
+@pytest.fixture
+def live_server(settings, tiny_pipeline):
+    """The gateway under a real uvicorn server on a loopback port."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from service.app import create_app
+
+    start_gateway(settings, tiny_pipeline).close()  # migrate and register `tiny`
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield port
+    server.should_exit = True
+    thread.join(10)

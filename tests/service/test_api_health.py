@@ -1,11 +1,6 @@
 """Health, readiness naming the failing part, Prometheus metrics; a real uvicorn server."""
 
 import http.client
-import threading
-import time
-
-import pytest
-import uvicorn
 
 from service import jobs
 from service.app import create_app
@@ -53,23 +48,6 @@ def test_metrics(client, store):
     assert 'lethe_jobs{status="succeeded"} 1.0' in text and "lethe_queue_depth 0.0" in text
     assert "lethe_job_duration_seconds_count 1.0" in text
     assert 'lethe_job_duration_seconds_bucket{le="60.0"} 1.0' in text
-
-
-@pytest.fixture
-def live_server(settings, tiny_pipeline):
-    """The gateway under a real uvicorn server on a loopback port."""
-    from tests.service.service_helpers import start_gateway
-
-    start_gateway(settings, tiny_pipeline).close()  # migrate and register `tiny`
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield port
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_raw_traversal_over_a_real_server(live_server):

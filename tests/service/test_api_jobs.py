@@ -140,3 +140,27 @@ def test_the_largest_valid_body_is_accepted(client, store):
                  hyperparameters={"steps": 10_000, "learning_rate": 1e-2, "batch_size": 64, "num_prompts": 10_000},
                  metadata={f"k{i}": "v" * 512 for i in range(16)})  # fmt: skip
     assert client.post("/v1/jobs", json=body, headers=KEY_A).status_code == 202
+
+
+def test_concurrent_requests_with_one_idempotency_key_make_one_job(live_server, settings, store):
+    import httpx
+
+    barrier = threading.Barrier(6)
+    statuses, ids = [], set()
+
+    def request():
+        with httpx.Client(base_url=f"http://127.0.0.1:{live_server}", timeout=30) as http:
+            barrier.wait()
+            response = http.post("/v1/jobs", json=BODY, headers=KEY_A | {"Idempotency-Key": "race"})
+        statuses.append(response.status_code)
+        if response.status_code in (200, 202):
+            ids.add(response.json()["id"])
+
+    threads = [threading.Thread(target=request) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses.count(202) == 1 and set(statuses) <= {200, 202, 409}, statuses
+    assert len(ids) == 1 and store.scalar(select(func.count()).select_from(Job)) == 1
+    assert broker_messages(settings) == 1
