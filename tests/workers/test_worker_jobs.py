@@ -27,7 +27,9 @@ def deployment(request):
 
 
 @pytest.mark.slow
-def test_a_job_runs_to_a_new_version_and_a_duplicate_message_is_dropped(deployment, workers):
+def test_a_job_runs_to_a_new_version_and_a_duplicate_message_is_dropped(distributed, workers):
+    # (The embedded mode runs a whole job in test_worker_end_to_end.py.)
+    deployment = distributed
     workers.append(worker := deployment.start_worker())
     job_id = deployment.submit(["cat"])
 

@@ -75,6 +75,7 @@ class LetheProcess:
         self.process.wait()
 
     def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM and a grace period (`serve` stops its worker then), then SIGKILL."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -85,8 +86,15 @@ class LetheProcess:
         self._log_file.close()
 
 
+class WorkerProcess(LetheProcess):
+    def stop(self, grace_s: float = 0.0) -> None:
+        """Tests need no warm shutdown (it waits for the pool): kill the group at once."""
+        self.kill()
+        self._log_file.close()
+
+
 def start_worker(env: dict[str, str], log: Path) -> LetheProcess:
-    worker = LetheProcess(["worker"], env, log)
+    worker = WorkerProcess(["worker"], env, log)
     worker.wait_for_output(" ready.")
     return worker
 
