@@ -8,6 +8,7 @@ we reconnect with `Last-Event-ID` and skip events already seen.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -106,8 +107,9 @@ class ProgressBar:
     def _start(self, stage: str, total) -> None:
         self.close()
         self.stage = stage
+        size = shutil.get_terminal_size()  # 80x24 where the terminal reports 0x0
         self.bar = tqdm(total=total or None, desc=f"{stage:<11}", unit="step", file=self.out,
-                        dynamic_ncols=True, mininterval=0.1, leave=True)
+                        ncols=min(size.columns, 100), nrows=size.lines, mininterval=0.1, leave=True)
 
 
 def follow(api: Api, job_id: str, bar: ProgressBar) -> dict:
