@@ -241,6 +241,9 @@ def _run(command, args, environ: Mapping[str, str] | None = None) -> int:
     except OSError as exc:  # the local side of a download: disk full, no permission
         print(f"lethe: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nlethe: interrupted (a download resumes where it stopped when run again)", file=sys.stderr)
+        return 130
     finally:
         api.close()
 
