@@ -40,9 +40,15 @@ def _with_problems(document: dict) -> dict:
     schemas.update(schemas["ProblemDocument"].pop("$defs", {}))
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    document["components"]["securitySchemes"] = {
+        "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key from LETHE_API_KEYS."}
+    }
     for path, operations in document["paths"].items():
         for operation in operations.values():
-            _document_errors(operation, authenticated=path.startswith("/v1"))
+            authenticated = path.startswith("/v1")
+            if authenticated:
+                operation["security"] = [{"apiKey": []}]
+            _document_errors(operation, authenticated)
     return document
 
 
