@@ -10,6 +10,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from unlearning.methods import DEFAULT_METHOD
+
 NAME_PATTERN = r"^[a-z0-9._-]{1,64}$"
 MAX_CONCEPTS, MAX_PRESERVE, MAX_PROMPTS, MAX_METADATA = 10, 50, 5000, 16
 
@@ -57,7 +59,7 @@ class Hyperparameters(Body):
 class JobCreate(Body):
     base_model: BaseModelRef
     concepts: list[Concept] = Field(min_length=1, max_length=MAX_CONCEPTS)
-    method: str = Field("rg", min_length=1, max_length=32)
+    method: str = Field(DEFAULT_METHOD, min_length=1, max_length=32, description="One of unlearning.methods.METHOD_IDS.")
     preserve: list[Concept] = Field(default_factory=list, max_length=MAX_PRESERVE)
     prompts: Prompts | None = None
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)

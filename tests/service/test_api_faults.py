@@ -36,7 +36,7 @@ def test_the_gateway_imports_no_torch(tmp_path):
         "from service.app import create_app\n"
         "from service.settings import Settings\n"
         f"create_app(Settings(data_dir={str(tmp_path)!r}, api_keys='k:t'))\n"
-        "import service.submit, service.api.routes.jobs\n"
+        "import service.api.submit, service.api.routes.jobs\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "assert 'diffusers' not in sys.modules, 'diffusers was imported'\n"
     )

@@ -12,9 +12,9 @@ from service import jobs
 from service.api.deps import CallerDep, PartsDep, SessionDep
 from service.api.present import event_public, job_public
 from service.api.schemas import EventPublic, JobCreate, JobPublic, ListOf
-from service.event_stream import event_stream
+from service.api.event_stream import event_stream
 from service.problems import Problem
-from service.submit import submit
+from service.api.submit import submit
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
