@@ -184,6 +184,8 @@ def _model_of(job: dict) -> str:
 
 
 def _progress_of(job: dict) -> str:
+    if job.get("status") == "succeeded":
+        return "done"
     progress = job.get("progress") or {}
     if not progress.get("stage"):
         return "-"
