@@ -156,6 +156,14 @@ def report(name: str, latencies: list[float], errors: int) -> dict:
     return row
 
 
+def server_side(metrics: str, route: str) -> str:
+    """The share of requests the server itself answered within each histogram bucket."""
+    pattern = re.compile(r'lethe_http_request_duration_seconds_bucket\{le="([^"]+)",method="GET",route="' + re.escape(route) + r'"\} (\S+)')
+    buckets = [(le, float(n)) for le, n in pattern.findall(metrics)]
+    total = buckets[-1][1]
+    return "  ".join(f"<={float(le) * 1000:g} ms: {n / total:.2%}" for le, n in buckets[:6])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second (default 200)")
@@ -173,6 +181,8 @@ def main() -> int:
                   f"database {args.database_url or 'SQLite (embedded)'}, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
             baseline = report("GET /livez (baseline)", *run(load(port, "/livez", args.rate, args.seconds)))
             job = report("GET /v1/jobs/{id}", *run(load(port, f"/v1/jobs/{job_id}", args.rate, args.seconds)))
+            print("server side (request in -> response start), from its /metrics:")
+            print("  " + server_side(httpx.get(f"http://127.0.0.1:{port}/metrics").text, "/v1/jobs/{job_id}"))
         finally:
             server.terminate()
             server.wait(10)
