@@ -185,7 +185,11 @@ def main() -> int:
             print("  " + server_side(httpx.get(f"http://127.0.0.1:{port}/metrics").text, "/v1/jobs/{job_id}"))
         finally:
             server.terminate()
-            server.wait(10)
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes on the machine widen the tail)")
     print(f"p99 ratio job/baseline: {job['p99'] / baseline['p99']:.2f}; p50 ratio: {job['p50'] / baseline['p50']:.2f}")
     verdict = "meets" if job["p99"] < 20 and job["errors"] == 0 else "MISSES"
