@@ -13,7 +13,7 @@ ENV PYTHONUNBUFFERED=1 \
     TRANSFORMERS_OFFLINE=1 \
     LETHE_DATA_DIR=/var/lib/lethe
 
-RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin lethe \
+RUN useradd --create-home --shell /usr/sbin/nologin lethe \
     && mkdir -p /var/lib/lethe /srv/models \
     && chown lethe:lethe /var/lib/lethe /srv/models
 
