@@ -25,6 +25,13 @@ READY_TIMEOUT_S = 180
 class LiveServer:
     url: str
     log: Path
+    data_dir: Path
+
+    def register(self, name: str, folder: Path) -> dict:
+        answer = httpx.post(f"{self.url}/v1/models", json={"name": name, "source": {"path": str(folder)}},
+                            headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=120)
+        assert answer.status_code == 201, answer.text
+        return answer.json()
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
@@ -72,9 +79,10 @@ def live_server(tmp_path_factory) -> LiveServer:
     model = build_tiny_pipeline(root / "tiny-model", seed=0)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    data_dir = root / "data"
     env = {
         **os.environ,
-        "LETHE_DATA_DIR": str(root / "data"),
+        "LETHE_DATA_DIR": str(data_dir),
         "LETHE_API_KEYS": f"{ADMIN_KEY}:acme:admin,{OTHER_KEY}:other",
         "LETHE_SSE_POLL_S": "0.1",
         "HF_HUB_OFFLINE": "1",
@@ -87,9 +95,8 @@ def live_server(tmp_path_factory) -> LiveServer:
                                   env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         wait_until_ready(server, url, log)
-        answer = httpx.post(f"{url}/v1/models", json={"name": "tiny", "source": {"path": str(model)}},
-                            headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=120)
-        assert answer.status_code == 201, answer.text
-        yield LiveServer(url, log)
+        live = LiveServer(url, log, data_dir)
+        live.register("tiny", model)
+        yield live
     finally:
         stop(server)
