@@ -32,7 +32,7 @@ class MethodConfig:
     trainable: str = setting("which UNet parameters change: 'unet' (all) or 'cross_attention'", "unet")
     generation_steps: int = setting("sampler steps when the original model generates the training latents", 25)
     guidance_scale: float = setting("classifier-free guidance when generating the training latents", 7.5)
-    generation_batch_size: int = setting("images per sampler call when generating latents", 16)
+    generation_batch_size: int = setting("images per sampler call when generating latents", 32)
     save_every: int = setting("steps between two saved resumable states", 25)
     eval_prompts: int = setting("held-out prompts per set (forget, retain) drawn for evaluation", 8)
     gradient_checkpointing: bool = setting(
