@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 
 from . import methods
 from .callbacks import Callbacks
@@ -23,7 +22,7 @@ from .latents import LatentCache, encode_prompts, generate_latents, sample_seeds
 from .output import write_result
 from .pipeline import load_pipeline
 from .prompts import PromptSets, build_prompt_sets, model_vocabulary
-from .train import TrainingData, Unlearner
+from .train import TrainingData, Unlearner, trainable_parameters
 
 STATE_FILE = "state.pt"
 
@@ -53,7 +52,8 @@ def erase(
     config = job.config
     sets = build_prompt_sets(job.concepts, config.num_prompts, job.seed, job.preserve, job.prompts,
                              model_vocabulary(job.model_settings), num_test=config.eval_prompts)
-    callbacks.on_event("message", f"{len(sets.forget)} forget and {len(sets.retain)} retain prompts", {"examples": list(zip(sets.forget[:3], sets.retain[:3]))})
+    examples = {"examples": list(zip(sets.forget[:3], sets.retain[:3]))}
+    callbacks.on_event("message", f"{len(sets.forget)} forget and {len(sets.retain)} retain prompts", examples)
     data, test = make_training_data(pipe, sets, job, cache_dir, callbacks)
     seconds["preparing"] = time.perf_counter() - clock
 
@@ -61,8 +61,8 @@ def erase(
     evaluation = Evaluation(pipe, test, job.seed, config.generation_steps, config.guidance_scale)
     callbacks.on_progress("evaluating", 0, 2)
     evaluation.measure("before")
-    named = [(n, p) for n, p in pipe.unet.named_parameters()]
-    original = {n: p.detach().cpu().clone() for n, p in named}
+    # Only trainable tensors can change: the parent's values of those are what the delta needs.
+    original = {n: p.detach().cpu().clone() for n, p in trainable_parameters(pipe.unet, config.trainable)}
     seconds["evaluating"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -81,8 +81,7 @@ def erase(
     manifest = manifest_of(job, lineage)
     with tempfile.TemporaryDirectory() as scratch:
         eval_dir = evaluation.write(Path(scratch) / "evaluation", {"final": history[-1] if history else {}})
-        changed = unlearner.named
-        manifest = write_result(job.base, job.out, pipe.unet, changed, original, manifest, eval_dir)
+        manifest = write_result(job.base, job.out, pipe.unet, unlearner.named, original, manifest, eval_dir)
     if state_file is not None and state_file.exists():
         state_file.unlink()
     seconds["writing"] = time.perf_counter() - clock
