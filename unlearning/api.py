@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import methods
 from .callbacks import Callbacks
+from .errors import Stopped
 from .evaluate import Evaluation
 from .fingerprint import model_fingerprint
 from .job import Job, manifest_of, prepare_job
@@ -109,7 +110,12 @@ def make_training_data(pipe, sets: PromptSets, job: Job, cache_dir, callbacks: C
     # One stream over every group, so the sampler's batches are full; split afterwards.
     prompts = [p for group in groups.values() for p in group]
     seeds = [s for group in groups.values() for s in sample_seeds(job.seed, group)]
-    progress = lambda done, total: callbacks.on_progress("preparing", done, total)  # noqa: E731
+
+    def progress(done: int, total: int) -> None:
+        callbacks.on_progress("preparing", done, total)
+        if done < total and callbacks.should_stop():  # generation is long: a cancel may come now
+            raise Stopped(0)
+
     all_latents = generate_latents(pipe, prompts, seeds, settings, cache, fingerprint, config.generation_batch_size, progress)
     all_embeds = encode_prompts(pipe, prompts)
     latents, embeds, start = {}, {}, 0

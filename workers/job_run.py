@@ -129,6 +129,7 @@ class JobRun:
                               out, concepts_erased, job.method),
             deadline_s=FINAL_WRITE_DEADLINE_S, what=f"publish {job.id}",
         )  # fmt: skip
+        reporter.on_progress("publishing", 1, 1)
         return Outcome(jobs.SUCCEEDED, result={"model": job.base_model, "version": version.version})
 
     def _stopped(self, beat: Heartbeat) -> Outcome:

@@ -81,7 +81,8 @@ def _run_gateway(settings, host: str, port: int) -> None:
 
     from service.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # Open event streams last as long as their jobs: don't let them hold a shutdown hostage.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
 
 
 def _terminate_with_parent() -> None:

@@ -104,12 +104,25 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_base, latent_cache,
 
 
 def test_a_state_of_another_run_is_refused(tiny_base, latent_cache, tmp_path):
-    state = tmp_path / "state"
+    state, stage = tmp_path / "state", {}
+    in_the_loop = unlearning.Callbacks(on_progress=lambda name, *_: stage.update(now=name),
+                                       should_stop=lambda: stage.get("now") == "unlearning")
     with pytest.raises(unlearning.Stopped):
-        run(tiny_base, tmp_path / "a", latent_cache, state_dir=state,
-            callbacks=unlearning.Callbacks(should_stop=lambda: True))
+        run(tiny_base, tmp_path / "a", latent_cache, state_dir=state, callbacks=in_the_loop)
     with pytest.raises(unlearning.InvalidInput, match="another run"):
         run(tiny_base, tmp_path / "b", latent_cache, state_dir=state, seed=7)
+
+
+def test_a_stop_is_heard_while_the_training_latents_are_generated(tiny_base, tmp_path):
+    stages = []
+    callbacks = unlearning.Callbacks(on_progress=lambda name, done, total: stages.append((name, done, total)),
+                                     should_stop=lambda: True)
+    with pytest.raises(unlearning.Stopped) as stopped:
+        run(tiny_base, tmp_path / "out", tmp_path / "empty-cache", callbacks=callbacks)
+    assert stopped.value.step == 0
+    name, done, total = stages[-1]
+    assert name == "preparing" and done < total
+    assert not (tmp_path / "out").exists()
 
 
 def test_cross_attention_training_changes_only_cross_attention(tiny_base, latent_cache, tmp_path):
