@@ -8,9 +8,13 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	@# A CPU build of torch where there is no NVIDIA GPU; pip picks the CUDA build otherwise.
+	@# With an NVIDIA GPU, PyPI's CUDA build. Without one, a CPU build: a local CPU wheel of
+	@# torch 2.13.0 where pip's find-links has one, otherwise the PyTorch CPU index (PyPI's
+	@# own Linux wheel is the multi-GB CUDA build).
 	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q "torch>=2.4,<3"; \
-	else $(PY) -m pip install -q torch==2.13.0; fi
+	elif $(PY) -m pip download -q --no-index --no-deps torch==2.13.0 -d $(VENV)/.torch-probe >/dev/null 2>&1; \
+	then rm -rf $(VENV)/.torch-probe && $(PY) -m pip install -q torch==2.13.0; \
+	else $(PY) -m pip install -q torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu; fi
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
