@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import mimetypes
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import Response, StreamingResponse
 
 from service.api.deps import CallerDep, PartsDep, SessionDep
@@ -25,22 +26,39 @@ FILE_RESPONSES = {
 }
 
 
+@dataclass
+class Conditions:
+    """The request headers that make a download partial or conditional."""
+
+    range: str | None
+    if_range: str | None
+    if_none_match: str | None
+
+
+def conditions(
+    range: Annotated[str | None, Header(max_length=200)] = None,
+    if_range: Annotated[str | None, Header(max_length=200)] = None,
+    if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
+) -> Conditions:
+    return Conditions(range, if_range, if_none_match)
+
+
+ConditionsDep = Annotated[Conditions, Depends(conditions)]
+
+
 @router.get("/files/{path:path}", response_class=Response, responses=FILE_RESPONSES)
 def download_file(
     name: ModelNameParam,
     version: VersionParam,
     path: str,
-    request: Request,
     session: SessionDep,
     parts: PartsDep,
     caller: CallerDep,
-    range: Annotated[str | None, Header(max_length=200)] = None,
-    if_range: Annotated[str | None, Header(max_length=200)] = None,
-    if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
+    conditional: ConditionsDep,
 ) -> Response:
     """One file of the version. Paths are looked up in the version's file list, never on disk."""
     found = _file(find_version(session, name, version, caller.tenant), path)
-    return file_response(parts.storage, found.path, found.sha256, found.size, range, if_range, if_none_match)
+    return file_response(parts.storage, found.path, found.sha256, found.size, conditional)
 
 
 @router.get("/delta", response_class=Response, responses=FILE_RESPONSES)
@@ -50,16 +68,14 @@ def download_delta(
     session: SessionDep,
     parts: PartsDep,
     caller: CallerDep,
-    range: Annotated[str | None, Header(max_length=200)] = None,
-    if_range: Annotated[str | None, Header(max_length=200)] = None,
-    if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
+    conditional: ConditionsDep,
 ) -> Response:
     """Safetensors with only the UNet tensors that differ from the parent version."""
     found = find_version(session, name, version, caller.tenant)
     delta = next((f for f in found.files if f.path == DELTA), None)
     if delta is None:
         raise Problem(404, f"version {version} of {name!r} has no delta (it has no parent)", code="not_found")
-    return file_response(parts.storage, DELTA, delta.sha256, delta.size, range, if_range, if_none_match)
+    return file_response(parts.storage, DELTA, delta.sha256, delta.size, conditional)
 
 
 @router.get(
@@ -80,13 +96,13 @@ def download_archive(
     )
 
 
-def file_response(storage, path: str, sha256: str, size: int, range_, if_range, if_none_match) -> Response:
+def file_response(storage, path: str, sha256: str, size: int, conditional: Conditions) -> Response:
     etag = etag_of(sha256)
     headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "private, max-age=31536000, immutable"}
-    if none_match(if_none_match, etag):
+    if none_match(conditional.if_none_match, etag):
         return Response(status_code=304, headers=headers)
     try:
-        span = byte_range(range_, if_range, etag, size)
+        span = byte_range(conditional.range, conditional.if_range, etag, size)
     except Unsatisfiable:
         raise Problem(416, f"the range is outside the file ({size} bytes)", code="range_not_satisfiable",
                       headers={"Content-Range": f"bytes */{size}"}) from None  # fmt: skip
