@@ -14,6 +14,7 @@ commits it. State machine:
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,8 +47,18 @@ class JobSpec:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+_last_micros = 0
+_id_lock = threading.Lock()
+
+
 def new_job_id() -> str:
-    return f"job_{int(time.time() * 1000):012x}{secrets.token_hex(5)}"
+    """Time-ordered ids (microseconds, strictly increasing within a process, then random), so
+    listing by id is listing by creation even for jobs made in the same millisecond."""
+    global _last_micros
+    with _id_lock:
+        _last_micros = max(time.time_ns() // 1000, _last_micros + 1)
+        micros = _last_micros
+    return f"job_{micros:014x}{secrets.token_hex(4)}"
 
 
 def create_job(session: Session, tenant: str, spec: JobSpec, idempotency_key: str | None = None) -> Job:
