@@ -26,27 +26,18 @@ UNET = "unet/diffusion_pytorch_model.safetensors"
 
 
 @pytest.fixture
-def started():
-    processes = []
-    yield processes
-    for process in processes:
-        process.stop()
-        print(f"--- {process.log.name} (shown when the test fails) ---\n{process.output()[-6000:]}")
-
-
-@pytest.fixture
-def gateway(request, tmp_path, started):
+def gateway(request, tmp_path, workers):
     """The base URL of a running Lethe, distributed or embedded."""
     if request.param == "distributed":
         deployment = make_deployment(tmp_path / "data", request.getfixturevalue("postgres_url"),
                                      request.getfixturevalue("redis_url"))
-        started.append(start_worker(deployment.env(), tmp_path / "worker.log"))
+        workers.append(start_worker(deployment.env(), tmp_path / "worker.log"))
         server, url = start_http("gateway", deployment.env(), tmp_path / "gateway.log")
     else:
         deployment = make_deployment(tmp_path / "data", "", "filesystem://")
         server, url = start_http("serve", deployment.env(), tmp_path / "serve.log")
         server.wait_for_output(" ready.")  # the worker that `serve` started
-    started.append(server)
+    workers.append(server)  # stopped, and its log shown on failure, like the workers
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30) as client:
         yield client
 
