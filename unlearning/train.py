@@ -205,6 +205,7 @@ class Unlearner:
             if callbacks.should_stop():
                 if state_file is not None:
                     self.save_state(state_file, run_key)
+                    callbacks.on_state_saved(state_file)
                 raise Stopped(self.step_index)
             record = self.step()
             callbacks.on_progress("unlearning", self.step_index, total)
@@ -212,6 +213,7 @@ class Unlearner:
                 callbacks.on_event("metrics", f"step {self.step_index}/{total}", record)
             if state_file is not None and self.step_index % self.config.save_every == 0 and self.step_index < total:
                 self.save_state(state_file, run_key)
+                callbacks.on_state_saved(state_file)
         for _, p in self.named:
             p.requires_grad_(False)
             p.grad = None
