@@ -93,7 +93,8 @@ def erase(
 def make_training_data(pipe, sets: PromptSets, job: Job, cache_dir, callbacks: Callbacks):
     """Latents (cached) and text embeddings for the training pairs and the held-out prompts."""
     config = job.config
-    cache = LatentCache(Path(cache_dir) / "latents" if cache_dir is not None else None)
+    # One file per batch of the stream (latents.py); "latents/" held the older one-per-latent files.
+    cache = LatentCache(Path(cache_dir) / "latent-batches" if cache_dir is not None else None)
     memo = Path(cache_dir) / "fingerprints.json" if cache_dir is not None else None
     fingerprint = model_fingerprint(job.base, memo)
     scale = pipe.vae_scale_factor
