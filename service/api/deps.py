@@ -1,11 +1,17 @@
-"""What routes receive: the app's parts, a database session, and the authenticated caller."""
+"""What routes receive: the app's parts, a database session, and the authenticated caller.
+
+The session lives only as long as the route function: it is closed (its connection back in
+the pool) before the response is sent, so a client that reads slowly, or a stream that lasts
+as long as a job, holds no database connection.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
+from anyio import CapacityLimiter
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,6 +20,10 @@ from service.metrics import Metrics
 from service.problems import Problem
 from service.settings import Settings
 from service.storage import Storage
+
+
+STREAM_POLL_THREADS = 8
+DOWNLOAD_READ_THREADS = 16
 
 
 @dataclass
@@ -27,6 +37,11 @@ class Parts:
     publish: Callable[[str], bool]  # job id -> whether the broker took the message
     check_broker: Callable[[], None]
     metrics: Metrics
+    # Streams last as long as their clients and jobs; the threads they borrow (an event
+    # stream's database poll, a download's storage read) come from these small pools, so no
+    # number of streams can take every thread that ordinary requests run in (anyio's 40).
+    stream_polls: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(STREAM_POLL_THREADS))
+    download_reads: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(DOWNLOAD_READ_THREADS))
 
 
 # The dependencies below do no blocking I/O, so they are `async`: FastAPI would run a plain
@@ -64,6 +79,7 @@ async def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
 
 
 PartsDep = Annotated[Parts, Depends(get_parts)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": closed when the route function returns, before any byte of the response.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 AdminDep = Annotated[Caller, Depends(get_admin)]

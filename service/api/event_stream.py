@@ -1,25 +1,47 @@
-"""A job's events as Server-Sent Events, read from the database until the job has ended."""
+"""A job's events as Server-Sent Events, read from the database until the job has ended.
+
+Each poll borrows a session (and a thread from `limiter`) only while it reads: between
+polls, and while a slow client takes its time, the stream holds neither.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 
-from starlette.concurrency import run_in_threadpool
+from anyio import CapacityLimiter, to_thread
 
 from service import jobs
 from service.api.present import event_public
+from service.problems import Problem
 
 KEEP_ALIVE_S = 15.0
 BATCH = 500
+LARGEST_EVENT_ID = 2**62  # as the `after` query parameter; beyond any id the database gives
+EVENT_ID = re.compile(r"[0-9]{1,19}")
 
 
-async def event_stream(sessions, job_id: str, after: int, poll_s: float) -> AsyncIterator[str]:
+def resume_after(last_event_id: str | None, after: int) -> int:
+    """Where a stream starts: after `Last-Event-ID` when the client sends one (a reconnection), else after `after`.
+
+    Our ids are non-negative integers; anything else in the header is a 400 naming it.
+    """
+    if last_event_id is None or not last_event_id.strip():
+        return after
+    value = last_event_id.strip()
+    if not EVENT_ID.fullmatch(value) or int(value) > LARGEST_EVENT_ID:
+        message = f"must be an event id (an integer from 0 to {LARGEST_EVENT_ID})"
+        raise Problem(400, f"Last-Event-ID: {message}", [{"field": "Last-Event-ID", "message": message}], "invalid_header")
+    return int(value)
+
+
+async def event_stream(sessions, limiter: CapacityLimiter, job_id: str, after: int, poll_s: float) -> AsyncIterator[str]:
     """`id`, `event` and `data` lines per event; ends once the job is final and all is sent."""
     idle = 0.0
     while True:
-        status, events = await run_in_threadpool(_read, sessions, job_id, after)
+        status, events = await to_thread.run_sync(_read, sessions, job_id, after, limiter=limiter)
         for event in events:
             after = event.id
             yield f"id: {event.id}\nevent: {event.type}\ndata: {event_public(event).model_dump_json()}\n\n"

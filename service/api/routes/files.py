@@ -1,15 +1,22 @@
-"""Downloads: one file of a version (Range, ETag), the whole version as tar, the delta."""
+"""Downloads: one file of a version (Range, ETag), the whole version as tar, the delta.
+
+A route reads the version's rows and returns before the first byte is sent (its session is
+closed then); the bytes are read from storage as the client takes them, each chunk in a
+thread of the app's download pool, so a slow client holds no connection and no thread.
+"""
 
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import Response, StreamingResponse
 
-from service.api.deps import CallerDep, PartsDep, SessionDep
+from service.api.deps import CallerDep, Parts, PartsDep, SessionDep
 from service.api.routes.models import ModelNameParam, VersionParam, find_version
 from service.archive import tar_stream
 from service.downloads import Unsatisfiable, byte_range, etag_of, none_match
@@ -35,11 +42,12 @@ class Conditions:
     if_none_match: str | None
 
 
-def conditions(
-    range: Annotated[str | None, Header(max_length=200)] = None,
-    if_range: Annotated[str | None, Header(max_length=200)] = None,
-    if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
+async def conditions(
+    range: Annotated[str | None, Header()] = None,
+    if_range: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
 ) -> Conditions:
+    # No length or syntax checks here: what `service.downloads` cannot parse, it ignores (RFC 9110).
     return Conditions(range, if_range, if_none_match)
 
 
@@ -58,7 +66,7 @@ def download_file(
 ) -> Response:
     """One file of the version. Paths are looked up in the version's file list, never on disk."""
     found = _file(find_version(session, name, version, caller.tenant), path)
-    return file_response(parts.storage, found.path, found.sha256, found.size, conditional)
+    return file_response(parts, found.path, found.sha256, found.size, conditional)
 
 
 @router.get("/delta", response_class=Response, responses=FILE_RESPONSES)
@@ -75,7 +83,7 @@ def download_delta(
     delta = next((f for f in found.files if f.path == DELTA), None)
     if delta is None:
         raise Problem(404, f"version {version} of {name!r} has no delta (it has no parent)", code="not_found")
-    return file_response(parts.storage, DELTA, delta.sha256, delta.size, conditional)
+    return file_response(parts, DELTA, delta.sha256, delta.size, conditional)
 
 
 @router.get(
@@ -91,12 +99,11 @@ def download_archive(
     root = f"{name}-v{version}"
     files = [(f.path, f.sha256, f.size) for f in found.files]
     headers = {"Content-Disposition": f'attachment; filename="{root}.tar"'}
-    return StreamingResponse(
-        tar_stream(parts.storage, files, root, int(found.created_at)), media_type="application/x-tar", headers=headers
-    )
+    chunks = tar_stream(parts.storage, files, root, int(found.created_at))
+    return StreamingResponse(in_threads(chunks, parts.download_reads), media_type="application/x-tar", headers=headers)
 
 
-def file_response(storage, path: str, sha256: str, size: int, conditional: Conditions) -> Response:
+def file_response(parts: Parts, path: str, sha256: str, size: int, conditional: Conditions) -> Response:
     etag = etag_of(sha256)
     headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "private, max-age=31536000, immutable"}
     if none_match(conditional.if_none_match, etag):
@@ -108,10 +115,23 @@ def file_response(storage, path: str, sha256: str, size: int, conditional: Condi
                       headers={"Content-Range": f"bytes */{size}"}) from None  # fmt: skip
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     if span is None:
-        return StreamingResponse(storage.read(sha256), media_type=media_type, headers=headers | {"Content-Length": str(size)})
+        chunks = in_threads(parts.storage.read(sha256), parts.download_reads)
+        return StreamingResponse(chunks, media_type=media_type, headers=headers | {"Content-Length": str(size)})
     start, end = span
     headers |= {"Content-Range": f"bytes {start}-{end - 1}/{size}", "Content-Length": str(end - start)}
-    return StreamingResponse(storage.read(sha256, start, end), status_code=206, media_type=media_type, headers=headers)
+    chunks = in_threads(parts.storage.read(sha256, start, end), parts.download_reads)
+    return StreamingResponse(chunks, status_code=206, media_type=media_type, headers=headers)
+
+
+async def in_threads(chunks: Iterator[bytes], limiter: CapacityLimiter) -> AsyncIterator[bytes]:
+    """The chunks of a blocking iterator, each read in a thread of `limiter`; the iterator is closed at the end."""
+    try:
+        while (chunk := await to_thread.run_sync(next, chunks, None, limiter=limiter)) is not None:
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)  # generators (a file or an S3 body is closed with them)
+        if close is not None:
+            close()
 
 
 def _file(version, path: str):
