@@ -12,7 +12,7 @@ from service import jobs
 from service.api.deps import CallerDep, PartsDep, SessionDep
 from service.api.present import event_public, job_public
 from service.api.schemas import EventPublic, JobCreate, JobPublic, ListOf
-from service.api.event_stream import event_stream
+from service.api.event_stream import event_stream, resume_after
 from service.problems import Problem
 from service.api.submit import submit
 
@@ -81,12 +81,12 @@ def job_events(
     parts: PartsDep,
     caller: CallerDep,
     after: Annotated[int, Query(ge=0, le=2**62, description="Only events with a larger id.")] = 0,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    last_event_id: Annotated[str | None, Header(description="Stream only: resume after this event id.")] = None,
 ):
     _job(session, job_id, caller.tenant)
     if "text/event-stream" in request.headers.get("accept", ""):
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
-        stream = event_stream(parts.sessions, job_id, start, parts.settings.sse_poll_s)
+        start = resume_after(last_event_id, after)
+        stream = event_stream(parts.sessions, parts.stream_polls, job_id, start, parts.settings.sse_poll_s)
         return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     events = jobs.list_events(session, job_id, after, limit=1001)
     return ListOf[EventPublic](data=[event_public(e) for e in events[:1000]], has_more=len(events) > 1000)
