@@ -20,6 +20,7 @@ from .evaluate import Evaluation
 from .fingerprint import model_fingerprint
 from .job import Job, manifest_of, prepare_job
 from .latents import LatentCache, encode_prompts, generate_latents, sample_seeds
+from .noise import TrainingNoise
 from .output import write_result
 from .pipeline import load_pipeline
 from .prompts import PromptSets, build_prompt_sets, model_vocabulary
@@ -50,6 +51,7 @@ def erase(
 
     callbacks.on_progress("preparing", 0, 1)
     pipe = load_pipeline(job.base, device)
+    noise = TrainingNoise(pipe.scheduler.config)  # refuses a prediction type it cannot train, before any work
     config = job.config
     sets = build_prompt_sets(job.concepts, config.num_prompts, job.seed, job.preserve, job.prompts,
                              model_vocabulary(job.model_settings), num_test=config.eval_prompts)
@@ -59,17 +61,19 @@ def erase(
     seconds["preparing"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    evaluation = Evaluation(pipe, test, job.seed, config.generation_steps, config.guidance_scale)
+    evaluation = Evaluation(pipe, noise, test, job.seed, config.generation_steps, config.guidance_scale)
     callbacks.on_progress("evaluating", 0, 2)
     evaluation.measure("before")
     # Only trainable tensors can change: the parent's values of those are what the delta needs.
-    original = {n: p.detach().cpu().clone() for n, p in trainable_parameters(pipe.unet, config.trainable)}
+    named = trainable_parameters(pipe.unet, config.trainable)
+    original = {n: p.detach().to("cpu", copy=True) for n, p in named}
     seconds["evaluating"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    unlearner = Unlearner(pipe.unet, pipe.scheduler, config, data, job.seed, pipe.device)
     state_file = Path(state_dir) / STATE_FILE if state_dir is not None else None
-    history = unlearner.run(callbacks, state_file, job.run_key())
+    # `run` releases the gradient rows, the Adam state and ESD's originals; nothing keeps the trainer.
+    history = Unlearner(pipe.unet, noise, config, data, job.seed, pipe.device).run(callbacks, state_file, job.run_key())
+    del data  # the training pairs are spent
     seconds["unlearning"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -82,7 +86,7 @@ def erase(
     manifest = manifest_of(job, lineage)
     with tempfile.TemporaryDirectory() as scratch:
         eval_dir = evaluation.write(Path(scratch) / "evaluation", {"final": history[-1] if history else {}})
-        manifest = write_result(job.base, job.out, pipe.unet, unlearner.named, original, manifest, eval_dir)
+        manifest = write_result(job.base, job.out, pipe.unet, named, original, manifest, eval_dir)
     if state_file is not None and state_file.exists():
         state_file.unlink()
     seconds["writing"] = time.perf_counter() - clock

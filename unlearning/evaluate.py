@@ -1,7 +1,8 @@
 """Before/after evaluation on held-out prompts: denoising losses and sample grids.
 
 The forget loss on held-out forget prompts should rise (the model no longer predicts the
-concept's images) while the retain loss on their paired retain prompts stays put.
+concept's images) while the retain loss on their paired retain prompts stays put. The losses
+use the training noise (`unlearning.noise`); the pipeline's sampler draws the grids.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from .noise import TrainingNoise
 from .pipeline import autocast
-from .train import _seeded, denoising_loss
+from .train import denoising_loss, seeded_generator
 
 LOSS_DRAWS = 4  # noise draws per held-out latent; fixed, so before and after see the same noise
 
 
 @torch.no_grad()
-def held_out_loss(unet, scheduler, latents, embeds, seed: int, device) -> float:
+def held_out_loss(unet, noise: TrainingNoise, latents, embeds, seed: int, device) -> float:
     if latents.shape[0] == 0:
         return float("nan")
-    generator = _seeded(seed, "evaluation")
-    losses = [denoising_loss(unet, scheduler, latents, embeds, generator, device).item() for _ in range(LOSS_DRAWS)]
+    generator = seeded_generator(seed, "evaluation")
+    losses = [denoising_loss(unet, noise, latents, embeds, generator, device).item() for _ in range(LOSS_DRAWS)]
     return sum(losses) / len(losses)
 
 
@@ -44,8 +46,9 @@ def sample_grid(pipe, prompts: list[str], seed: int, steps: int, guidance_scale:
 class Evaluation:
     """Collects the 'before' and 'after' figures and writes them to a folder."""
 
-    def __init__(self, pipe, test_data: dict, seed: int, steps: int, guidance_scale: float, num_samples: int = 4):
-        self.pipe, self.test, self.seed = pipe, test_data, seed
+    def __init__(self, pipe, noise: TrainingNoise, test_data: dict, seed: int, steps: int, guidance_scale: float,
+                 num_samples: int = 4):
+        self.pipe, self.noise, self.test, self.seed = pipe, noise, test_data, seed
         self.steps, self.guidance_scale, self.num_samples = steps, guidance_scale, num_samples
         self.metrics: dict[str, float] = {}
         self.grids: dict[str, Image.Image] = {}
@@ -54,7 +57,7 @@ class Evaluation:
         pipe = self.pipe
         for part in ("forget", "retain"):
             latents, embeds, prompts = self.test[part]
-            self.metrics[f"{part}_loss_{when}"] = held_out_loss(pipe.unet, pipe.scheduler, latents, embeds, self.seed, pipe.device)
+            self.metrics[f"{part}_loss_{when}"] = held_out_loss(pipe.unet, self.noise, latents, embeds, self.seed, pipe.device)
             grid = sample_grid(pipe, prompts[: self.num_samples], self.seed, self.steps, self.guidance_scale)
             if grid is not None:
                 self.grids[f"{part}_{when}.png"] = grid

@@ -1,20 +1,22 @@
 """The unlearning loop: Adam on a chosen set of UNet parameters, one method's update per step.
 
+The loop never asks which method it runs: the configuration names its implementation
+(`unlearning.methods`), which leaves each step's update direction d in the gradient buffer.
 Gradients live in one flat buffer whose views are the parameters' `.grad`, so the
 restricted-gradient rule works on whole vectors without concatenating copies: the step
 keeps exactly one extra full-size vector (g_f) while the retain gradient is computed.
-The rule's dot products and its combination are three passes over memory in all.
 
+Noise and targets come from the training schedule (`unlearning.noise`), never the sampler.
 Randomness (batch order, timesteps, noise) is a pure function of (seed, step), so a run
 resumed from a saved state draws exactly what an uninterrupted run draws.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +25,9 @@ import torch.nn.functional as F
 
 from .callbacks import Callbacks
 from .errors import InvalidInput, Stopped
-from .methods import esd, ga, graddiff, rg
+from .methods.gradient import gram
+from .noise import TrainingNoise
 from .pipeline import autocast
-
-COMBINATIONS = {"rg": rg.coefficients, "graddiff": graddiff.coefficients, "ga": ga.coefficients}
 
 
 @dataclass
@@ -46,22 +47,27 @@ def trainable_parameters(unet: torch.nn.Module, which: str) -> list[tuple[str, t
     return named
 
 
-def noised(scheduler, latents: torch.Tensor, generator: torch.Generator, device: torch.device):
-    """(z_t, noise, t, z_0) with t ~ U{0..T-1} per sample and noise ~ N(0, I), drawn on the CPU."""
-    noise = torch.randn(latents.shape, generator=generator).to(device)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator).to(device)
-    latents = latents.to(device)
-    return scheduler.add_noise(latents, noise, t), noise, t, latents
-
-
-def denoising_loss(unet, scheduler, latents, embeds, generator, device) -> torch.Tensor:
-    """mean((e_theta(z_t, t, c) - e)^2) (or the velocity, for v-prediction models)."""
-    noisy, noise, t, clean = noised(scheduler, latents, generator, device)
+def prediction(unet, noisy, t, embeds, device: torch.device) -> torch.Tensor:
+    """The UNet's output at (z_t, t, c), under the device's autocast."""
     with autocast(device):
-        pred = unet(noisy, t, encoder_hidden_states=embeds.to(device)).sample
-    if scheduler.config.prediction_type == "v_prediction":
-        noise = scheduler.get_velocity(clean, noise, t)
-    return F.mse_loss(pred.float(), noise.float())
+        return unet(noisy, t, encoder_hidden_states=embeds.to(device)).sample
+
+
+def denoising_loss(unet, noise: TrainingNoise, latents, embeds, generator, device) -> torch.Tensor:
+    """mean((e_theta(z_t, t, c) - target)^2), the target by the model's prediction type."""
+    noisy, drawn, t, clean = noise.noised(latents, generator, device)
+    pred = prediction(unet, noisy, t, embeds, device)
+    return F.mse_loss(pred.float(), noise.target(clean, drawn, t).float())
+
+
+@contextmanager
+def evaluation_mode(module: torch.nn.Module):
+    training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(training)
 
 
 class FlatGradients:
@@ -83,17 +89,12 @@ class FlatGradients:
         self.buffer.zero_()
 
     def gram(self) -> tuple[float, float, float]:
-        """(|stash|^2, |buffer|^2, stash . buffer), exact fp32 even where TF32 is on."""
-        tf32 = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            g = (self.rows @ self.rows.T).tolist()
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-        return g[0][0], g[1][1], g[0][1]
+        """(|stash|^2, |buffer|^2, stash . buffer), accumulated in fp64 (see `methods.gradient.gram`)."""
+        (ff, fr), (_, rr) = gram(list(self.rows))
+        return ff, rr, fr
 
 
-def _seeded(seed: int, *labels) -> torch.Generator:
+def seeded_generator(seed: int, *labels) -> torch.Generator:
     digest = hashlib.sha256(repr((seed, *labels)).encode()).digest()
     return torch.Generator("cpu").manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
@@ -106,24 +107,23 @@ def batch_indices(seed: int, step: int, batch_size: int, size: int) -> torch.Ten
     for pos in positions:
         epoch = pos // size
         if epoch not in perms:
-            perms[epoch] = torch.randperm(size, generator=_seeded(seed, "order", epoch))
+            perms[epoch] = torch.randperm(size, generator=seeded_generator(seed, "order", epoch))
         out.append(perms[epoch][pos % size])
     return torch.stack(out)
 
 
 class Unlearner:
-    def __init__(self, unet, scheduler, config, data: TrainingData, seed: int, device: torch.device):
-        self.unet, self.scheduler, self.config, self.data = unet, scheduler, config, data
+    def __init__(self, unet, noise: TrainingNoise, config, data: TrainingData, seed: int, device: torch.device):
+        self.unet, self.noise, self.config, self.data = unet, noise, config, data
         self.seed, self.device = seed, device
-        # ESD's targets come from a frozen copy of the original, taken before any grad exists.
-        self.frozen = copy.deepcopy(unet).requires_grad_(False).eval() if config.method == "esd" else None
         self.named = trainable_parameters(unet, config.trainable)
         if not self.named:
             raise InvalidInput("hyperparameters.trainable", f"selects no parameters of this UNet: {config.trainable!r}")
+        self.method = config.implementation(config, self)  # before any step: ESD keeps the originals
         for _, p in self.named:
             p.requires_grad_(True)
         params = [p for _, p in self.named]
-        self.grads = FlatGradients(params, rows=2 if config.method in ("rg", "graddiff") else 1)
+        self.grads = FlatGradients(params, rows=self.method.gradient_rows)
         self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, fused=device.type == "cuda")
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
@@ -131,74 +131,50 @@ class Unlearner:
         self.step_index = 0
         self.history: list[dict] = []
 
-    # --- losses -------------------------------------------------------------------------
+    # --- what a method asks of the trainer ------------------------------------------------
 
     def denoising_loss(self, latents, embeds, generator) -> torch.Tensor:
-        return denoising_loss(self.unet, self.scheduler, latents, embeds, generator, self.device)
+        return denoising_loss(self.unet, self.noise, latents, embeds, generator, self.device)
+
+    def prediction(self, noisy, t, embeds, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The UNet's output; with `weights`, of the UNet with those tensors in place (no graph, eval mode)."""
+        if weights is None:
+            return prediction(self.unet, noisy, t, embeds, self.device)
+        with torch.no_grad(), evaluation_mode(self.unet), autocast(self.device):
+            args, kwargs = (noisy, t), {"encoder_hidden_states": embeds.to(self.device)}
+            return torch.func.functional_call(self.unet, weights, args, kwargs).sample
 
     # --- one step -----------------------------------------------------------------------
 
     def step(self) -> dict:
-        generator = _seeded(self.seed, "step", self.step_index)
-        size = self.data.forget_latents.shape[0]
-        idx = batch_indices(self.seed, self.step_index, self.config.batch_size, size)
-        self.grads.zero()
-        if self.config.method == "esd":
-            record = self._esd_step(idx, generator)
-        else:
-            record = self._gradient_step(idx, generator)
+        record = self.update_direction()
         self.optimizer.step()
         record["step"] = self.step_index
         self.step_index += 1
         self.history.append(record)
         return record
 
-    def _gradient_step(self, idx, generator) -> dict:
-        """d = a g_f + b g_r, with (a, b) from the method's combination rule."""
-        data, config = self.data, self.config
-        forget_loss = self.denoising_loss(data.forget_latents[idx], data.forget_embeds[idx], generator)
-        ceiling = config.forget_loss_ceiling
-        hinge = ceiling is not None and forget_loss.item() > ceiling
-        if not hinge:
-            (-forget_loss).backward()  # buffer = g_f = -grad L_f
-        record = {"forget_loss": forget_loss.item(), "hinge": hinge}
-        if config.method == "ga":
-            return record
-        if not hinge:
-            self.grads.stash.copy_(self.grads.buffer)
-            self.grads.zero()
-        retain_loss = self.denoising_loss(data.retain_latents[idx], data.retain_embeds[idx], generator)
-        retain_loss.backward()  # buffer = g_r
-        record["retain_loss"] = retain_loss.item()
-        g_r = self.grads.buffer
-        if hinge:  # g_f = 0: no projection, d = w g_r
-            g_r.mul_(config.retain_weight)
-            return record
-        ff, rr, fr = self.grads.gram()
-        a, b = COMBINATIONS[config.method](ff, rr, fr, config.retain_weight)
-        g_r.mul_(b).add_(self.grads.stash, alpha=a)  # the buffer now holds d
-        record["conflict"] = fr < 0
-        return record
-
-    def _esd_step(self, idx, generator) -> dict:
-        latents, cond = self.data.forget_latents[idx], self.data.forget_embeds[idx].to(self.device)
-        uncond = self.data.uncond_embeds.to(self.device).expand_as(cond)
-        noisy, _, t, _ = noised(self.scheduler, latents, generator, self.device)
-        with torch.no_grad(), autocast(self.device):
-            frozen_cond = self.frozen(noisy, t, encoder_hidden_states=cond).sample.float()
-            frozen_uncond = self.frozen(noisy, t, encoder_hidden_states=uncond).sample.float()
-        target = esd.target(frozen_uncond, frozen_cond, self.config.negative_guidance)
-        with autocast(self.device):
-            pred = self.unet(noisy, t, encoder_hidden_states=cond).sample
-        loss = F.mse_loss(pred.float(), target)
-        loss.backward()
-        return {"forget_loss": loss.item()}
+    def update_direction(self) -> dict:
+        """The method's d for this step, left in the gradient buffer (the parameters' .grad)."""
+        generator = seeded_generator(self.seed, "step", self.step_index)
+        size = self.data.forget_latents.shape[0]
+        batch = batch_indices(self.seed, self.step_index, self.config.batch_size, size)
+        self.grads.zero()
+        return self.method.direction(batch, generator)
 
     # --- the run, with resumable state ---------------------------------------------------
 
     def run(self, callbacks: Callbacks, state_file: Path | None, run_key: str) -> list[dict]:
-        if state_file is not None and state_file.is_file():
-            self.load_state(state_file, run_key)
+        """All remaining steps; then (or on Stopped) `release`."""
+        try:
+            if state_file is not None and state_file.is_file():
+                self.load_state(state_file, run_key)
+            self._steps(callbacks, state_file, run_key)
+        finally:
+            self.release()
+        return self.history
+
+    def _steps(self, callbacks: Callbacks, state_file: Path | None, run_key: str) -> None:
         total = self.config.steps
         callbacks.on_progress("unlearning", self.step_index, total)
         while self.step_index < total:
@@ -214,20 +190,25 @@ class Unlearner:
             if state_file is not None and self.step_index % self.config.save_every == 0 and self.step_index < total:
                 self.save_state(state_file, run_key)
                 callbacks.on_state_saved(state_file)
+
+    def release(self) -> None:
+        """The UNet back to inference (no grads, no checkpointing, eval mode); the gradient rows,
+        the Adam state and the method's own tensors dropped. No step can follow."""
         for _, p in self.named:
             p.requires_grad_(False)
             p.grad = None
         if self.config.gradient_checkpointing:
             self.unet.disable_gradient_checkpointing()
         self.unet.eval()
-        return self.history
+        self.method.release()
+        self.grads = self.optimizer = None
 
     def save_state(self, path: Path, run_key: str) -> None:
-        """Changed weights, optimizer, step and history; written to a temporary file, then renamed."""
+        """Trainable weights, optimizer, step and history; written to a temporary file, then renamed."""
         state = {
             "run_key": run_key,
             "step": self.step_index,
-            "params": {n: p.detach().cpu().clone() for n, p in self.named},
+            "params": {n: p.detach().to("cpu", copy=True) for n, p in self.named},  # one host copy
             "optimizer": self.optimizer.state_dict(),
             "history": self.history,
         }

@@ -1,4 +1,5 @@
-"""What every method's configuration shares, and how configurations check themselves.
+"""What every method shares: a configuration that checks itself, and the implementation
+the trainer runs (`Method`), which the configuration names.
 
 This module imports no torch: the gateway validates job bodies with it.
 """
@@ -24,6 +25,7 @@ class MethodConfig:
     """Settings of the data and the loop, common to all methods. Subclasses add their own."""
 
     method: ClassVar[str] = ""
+    implementation: ClassVar[type[Method]]  # what the trainer runs for this method
 
     steps: int = setting("optimizer steps", 100)
     learning_rate: float = setting("Adam learning rate", 1e-5)
@@ -72,6 +74,28 @@ class MethodConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+class Method:
+    """A method's implementation: the trainer asks it for each step's update direction.
+
+    The trainer (`unlearning.train.Unlearner`) zeroes its flat gradient buffer, calls
+    `direction`, then hands the buffer to Adam; it never asks which method it runs. A method
+    uses the trainer's `data`, `grads` (the buffer, with `gradient_rows` rows), `denoising_loss`,
+    `noise`, `unet`, `named` (the trainable parameters) and `device`.
+    """
+
+    gradient_rows: ClassVar[int] = 1  # 2: a second row keeps g_f while g_r is computed
+
+    def __init__(self, config: MethodConfig, trainer: Any):
+        self.config, self.trainer = config, trainer
+
+    def direction(self, batch: Any, generator: Any) -> dict:
+        """Leave the update direction d in `trainer.grads.buffer`; return the step's record."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Drop the tensors the method holds of its own (called when the run ends)."""
 
 
 def _check_type(name: str, value: Any, annotation: str) -> None:

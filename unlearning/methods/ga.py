@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import MethodConfig, setting
+from .gradient import ForgetGradient
 from .rg import _check_positive
 from .registry import register
 
@@ -13,6 +14,7 @@ from .registry import register
 @dataclass(frozen=True)
 class GAConfig(MethodConfig):
     method = "ga"
+    implementation = ForgetGradient
 
     forget_loss_ceiling: float | None = setting(
         "the hinge: no forget gradient once the forget loss exceeds this level (null: never)", 1.1
@@ -22,7 +24,3 @@ class GAConfig(MethodConfig):
         super().__post_init__()
         if self.forget_loss_ceiling is not None:
             _check_positive("forget_loss_ceiling", self.forget_loss_ceiling)
-
-
-def coefficients(ff: float, rr: float, fr: float, retain_weight: float) -> tuple[float, float]:
-    return 1.0, 0.0

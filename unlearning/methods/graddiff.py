@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .rg import RGConfig
+from .gradient import CombinedGradient
 from .registry import register
+from .rg import RGConfig
+
+
+class GradientDifference(CombinedGradient):
+    def coefficients(self, ff: float, rr: float, fr: float) -> tuple[float, float]:
+        return 1.0, self.config.retain_weight
 
 
 @register
 @dataclass(frozen=True)
 class GradDiffConfig(RGConfig):
     method = "graddiff"
-
-
-def coefficients(ff: float, rr: float, fr: float, retain_weight: float) -> tuple[float, float]:
-    return 1.0, retain_weight
+    implementation = GradientDifference

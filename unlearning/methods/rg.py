@@ -11,13 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import InvalidInput, MethodConfig, setting
+from .gradient import CombinedGradient, gram
 from .registry import register
+
+
+class RestrictedGradient(CombinedGradient):
+    def coefficients(self, ff: float, rr: float, fr: float) -> tuple[float, float]:
+        return coefficients(ff, rr, fr, self.config.retain_weight)
 
 
 @register
 @dataclass(frozen=True)
 class RGConfig(MethodConfig):
     method = "rg"
+    implementation = RestrictedGradient
 
     retain_weight: float = setting("weight w of the retain direction in d = g_f + w g_r (the paper's alpha)", 1.6)
     forget_loss_ceiling: float | None = setting(
@@ -51,9 +58,12 @@ def coefficients(ff: float, rr: float, fr: float, retain_weight: float) -> tuple
 
 
 def restricted_gradient(forget_grad, retain_grad, retain_weight: float):
-    """The update direction d for flat 1-D tensors; `forget_grad` is already g_f = -grad L_f."""
+    """The update direction d for flat 1-D tensors; `forget_grad` is already g_f = -grad L_f.
+
+    The dot products are accumulated in fp64 whatever the tensors' dtype; d has their dtype.
+    """
     if forget_grad.shape != retain_grad.shape or forget_grad.dim() != 1:
         raise ValueError(f"expected two flat tensors of one shape, got {tuple(forget_grad.shape)} and {tuple(retain_grad.shape)}")
-    ff, rr, fr = (float(x.dot(y)) for x, y in ((forget_grad, forget_grad), (retain_grad, retain_grad), (forget_grad, retain_grad)))
+    (ff, fr), (_, rr) = gram([forget_grad, retain_grad])
     a, b = coefficients(ff, rr, fr, retain_weight)
     return forget_grad * a + retain_grad * b
