@@ -3,6 +3,11 @@ reference style of PERFORMANCE.md, in the same process. One JSON line per measur
 
     python benchmarks/gpu_step.py            # on a GPU
     python benchmarks/gpu_step.py --tiny     # the same code paths on a tiny UNet, on CPU
+    python benchmarks/gpu_step.py --forget-loss-ceiling 0.01   # every step hinged (no forget backward)
+
+The library's step runs with the hinge as configured (rg's default ceiling unless told), and
+each record says how many of the timed steps were hinged: the peak memory of a hinged step
+is only visible where some are.
 
 Reference style (like the authors' code): fp32 with TF32 off, gradient checkpointing,
 per-parameter gradient clones flattened with torch.cat, the update written back per parameter.
@@ -18,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 import sd15
-from unlearning.methods import make_config
+from unlearning.methods import make_config, validate
+from unlearning.noise import TrainingNoise
 from unlearning.train import TrainingData, Unlearner
 
 
@@ -62,13 +68,18 @@ def timed(fn, device, warmup: int, repeat: int) -> list[float]:
 def library_step(args, device, low_memory: bool) -> dict:
     unet = sd15.unet(args.tiny).to(device)
     config = make_config("rg", {"batch_size": args.batch, "gradient_checkpointing": low_memory,
-                                "forget_loss_ceiling": None})
-    unlearner = Unlearner(unet, sd15.scheduler(), config, random_data(args.tiny, 4 * args.batch), 0, device)
+                                "forget_loss_ceiling": args.forget_loss_ceiling})
+    noise = TrainingNoise(sd15.scheduler().config)
+    unlearner = Unlearner(unet, noise, config, random_data(args.tiny, 4 * args.batch), 0, device)
     reset_peak(device)
     times = timed(unlearner.step, device, args.warmup, args.repeat)
+    peak = peak_gib(device)
     projection = timed(lambda: project(unlearner), device, 1, args.repeat)
+    timed_steps = unlearner.history[args.warmup:]
     record = {"what": "rg_step_library" + ("_low_memory" if low_memory else ""), "seconds": sd15.median(times),
-              "projection_seconds": sd15.median(projection), "peak_gib": peak_gib(device),
+              "projection_seconds": sd15.median(projection), "peak_gib": peak,
+              "forget_loss_ceiling": config.forget_loss_ceiling, "timed_steps": len(timed_steps),
+              "hinged_steps": sum(r["hinge"] for r in timed_steps),
               "trainable_parameters": unlearner.grads.buffer.numel()}
     del unlearner, unet
     return record
@@ -129,6 +140,10 @@ def reference_step(args, device) -> dict:
     return record
 
 
+def ceiling(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a tiny UNet, to check the script on CPU")
@@ -136,6 +151,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--forget-loss-ceiling", type=ceiling, default=validate("rg")["forget_loss_ceiling"],
+                        help="the hinge of the library's step ('none': never hinged); default rg's")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     facts = {**sd15.device_facts(device), "batch": args.batch, "tiny": args.tiny}
