@@ -1,11 +1,12 @@
 """The job store: every change of a job row, used by the gateway and by the workers.
 
 The database, not the broker, is the source of truth. Each function is one transaction and
-commits it. State machine:
+commits it, except `mark_succeeded`, a part of the registry's publishing transaction. State
+machine:
 
     queued -> running -> succeeded | failed | cancelled
     queued -> cancelled                       (cancel before it started)
-    running -> cancelling -> cancelled | ...  (cooperative cancel)
+    running -> cancelling -> cancelled        (cooperative cancel: never overwritten by a finish)
     running -> queued                         (stale lease: the reconciler, attempt left)
 
 `succeeded`, `failed` and `cancelled` never change again.
@@ -159,25 +160,42 @@ def finish(
     error: dict | None = None,
     result: dict | None = None,
     worker: str | None = None,
-) -> bool:
-    """End the job with a terminal `status`; False if it had already ended (then nothing changes).
+) -> str | None:
+    """End the job; returns the status it ended with, or None if it had already ended (then
+    nothing changes).
 
-    `error` is `{"code": ..., "message": ...}`; `result` is `{"model": ..., "version": ...}`.
-    With `worker`, only the lease holder may end it.
+    A cancel is never overwritten: a `cancelling` job ends `cancelled` whatever `status` is
+    asked for, since the user's request to stop is the last word on it (a `failed` finish's
+    error is kept in the final event only). `error` is `{"code": ..., "message": ...}`;
+    `result` is `{"model": ..., "version": ...}`. With `worker`, only the lease holder may end it.
     """
     if status not in TERMINAL:
         raise ValueError(f"status must be one of {TERMINAL}, not {status!r}")
-    query = update(Job).where(Job.id == job_id, Job.status.not_in(TERMINAL))
-    if worker is not None:
-        query = query.where(Job.worker == worker)
-    ended = session.execute(query.values(status=status, error=error, result=result, finished_at=time.time())).rowcount
-    if ended != 1:
+    now = time.time()
+    # In this order: a job that leaves queued/running between the two can only become
+    # cancelling (which the second one sees) or ended.
+    if _end_lease(session, job_id, worker, (QUEUED, RUNNING), status=status, error=error, result=result,
+                  finished_at=now):
+        ended = status
+    elif _end_lease(session, job_id, worker, (CANCELLING,), status=CANCELLED, finished_at=now):
+        ended, result = CANCELLED, None
+    else:
         session.rollback()
-        return False
-    level = "error" if status == FAILED else "info"
-    message = f"job {status}" + (f": {error.get('message', '')}" if error else "")
-    _event(session, job_id, "message", message, {"status": status, "error": error, "result": result}, level)
+        return None
+    _ended_event(session, job_id, ended, error, result, asked=status)
     session.commit()
+    return ended
+
+
+def mark_succeeded(session: Session, job_id: str, worker: str, result: dict) -> bool:
+    """End the job `succeeded` if it is still `running` under `worker`'s lease, in the CALLER's
+    transaction (no commit: the registry commits it with the version it inserts).
+
+    False: it is being cancelled, or the lease is no longer `worker`'s; nothing changed.
+    """
+    if not _end_lease(session, job_id, worker, (RUNNING,), status=SUCCEEDED, result=result, finished_at=time.time()):
+        return False
+    _ended_event(session, job_id, SUCCEEDED, None, result, asked=SUCCEEDED)
     return True
 
 
@@ -256,6 +274,21 @@ def _end_or_requeue(session, job_id, status, attempt, worker, cutoff, max_attemp
         return False
     _event(session, job_id, "message", note, {"status": values["status"]}, "warning")
     return values["status"] == QUEUED
+
+
+def _end_lease(session: Session, job_id: str, worker: str | None, sources: tuple[str, ...], **values) -> bool:
+    query = update(Job).where(Job.id == job_id, Job.status.in_(sources))
+    if worker is not None:
+        query = query.where(Job.worker == worker)
+    return session.execute(query.values(**values)).rowcount == 1
+
+
+def _ended_event(session: Session, job_id: str, status: str, error: dict | None, result: dict | None, asked: str):
+    message = f"job {status}" + (f": {error.get('message', '')}" if error and status == FAILED else "")
+    if status != asked:
+        message += f" (it was being cancelled; the worker's {asked} is not kept)"
+    level = "error" if status == FAILED else "info"
+    _event(session, job_id, "message", message, {"status": status, "error": error, "result": result}, level)
 
 
 def _move(session: Session, job_id: str, source: str, target: str, **values) -> bool:

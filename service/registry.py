@@ -1,10 +1,13 @@
 """The registry of models and their immutable versions.
 
 Publishing is two-phase: first every file goes to storage as a content-addressed blob (a
-component the parent already has is not stored again), then ONE transaction inserts the
-version with its file list, status `ready`. A crash before that commit leaves blobs nobody
-points to, never a visible half version. A job publishes at most one version (the unique
-`job_id` column), so publishing again for the same job returns the same version.
+component the parent already has is not stored again), with no database transaction open;
+then ONE short transaction inserts the version with its file list, status `ready`, and ends
+the job that made it `succeeded` if that job still runs under the publishing worker's
+lease (a cancel or a lost lease wins: nothing is inserted). A crash before that commit
+leaves blobs nobody points to, never a visible half version. A job publishes at most one
+version (the unique `job_id` column), so publishing again for the same job returns the same
+version.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service import jobs
 from service.models import Blob, Job, Model, ModelVersion, VersionFile
 from service.storage import Storage
 
@@ -93,7 +97,7 @@ def register_base(session: Session, storage: Storage, name: str, folder: Path) -
         raise NameTaken(name)
     folder = Path(folder)
     _check_pipeline_folder(folder)
-    files = _upload_folder(storage, folder, skip=())
+    files = upload_files(storage, folder)
     now = time.time()
     model = Model(name=name, created_at=now)
     version = ModelVersion(
@@ -119,54 +123,101 @@ def publish_version(
     folder: Path,
     concepts_erased: list[str],
     method: str,
-) -> ModelVersion:
+    worker: str | None = None,
+) -> ModelVersion | None:
     """Publish the out folder of `unlearning.erase` as version N+1 of `model`, status ready.
+
+    No transaction is open while files go to storage: a short one reads the job and the
+    model before, another inserts the version after. With `worker`, that last transaction
+    also ends the job `succeeded` (its result: this version), but only if the job is still
+    `running` under `worker`'s lease; otherwise (cancelled meanwhile, or the lease lost)
+    nothing is inserted and None is returned. Without `worker` the job row is left as it is.
 
     The version belongs to the job's tenant. Idempotent per job: a second call for the same
     `job_id` returns the version the first one made. The folder's manifest.json is stored
     with the version number and parent this publish actually gave.
     """
-    existing = _version_of_job(session, job_id)
+    existing, tenant, model_id = _publish_target(session, model, job_id)
     if existing is not None:
         return existing
-    job = session.get(Job, job_id)
-    if job is None:
-        raise RegistryError("job_id", f"no job {job_id!r}")
-    model_row = session.scalar(select(Model).where(Model.name == model))
-    if model_row is None:
-        raise RegistryError("model", f"no model named {model!r}")
     folder = Path(folder)
-    files = _upload_folder(storage, folder, skip=(MANIFEST,))
+    files = upload_files(storage, folder, skip=(MANIFEST,))
     lineage = dict(name=model, parent=parent_version, job_id=job_id, concepts_erased=concepts_erased, method=method)
+    row = dict(model_id=model_id, parent=parent_version, status=READY, tenant=tenant, job_id=job_id,
+               concepts_erased=list(concepts_erased), method=method, evaluation=_read_metrics(folder))
     for _ in range(MAX_PUBLISH_RACES):
-        version = _insert_next_version(session, storage, model_row, job.tenant, folder, files, lineage)
-        if version is not None:
-            return version
-        existing = _version_of_job(session, job_id)
-        if existing is not None:
-            return existing
+        number = _newest_number(session, model_id) + 1
+        _end_read(session)
+        manifest = _store_manifest(storage, folder, lineage | {"version": number})
+        try:
+            return _insert_version(session, ModelVersion(version=number, created_at=time.time(), **row),
+                                   files | {MANIFEST: manifest}, worker, model)
+        except _LostRace:
+            existing = _version_of_job(session, job_id)
+            _end_read(session)
+            if existing is not None:
+                return existing
     raise RuntimeError(f"could not publish a version of {model!r}: too many concurrent publishes")
 
 
-def _insert_next_version(session, storage, model_row, tenant, folder, files, lineage) -> ModelVersion | None:
-    """One try at inserting version N+1 in one transaction; None if another publish won the race."""
+def upload_files(storage: Storage, folder: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, int]]:
+    """Store every file under `folder` as a blob: {relative posix path: (sha256, size)}.
+
+    No database access: blobs nobody points to yet are harmless.
+    """
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and relative not in skip:
+            files[relative] = storage.put_file(path)
+    return files
+
+
+class _LostRace(Exception):
+    """Another publish of the same model took the version number first."""
+
+
+def _publish_target(session: Session, model: str, job_id: str) -> tuple[ModelVersion | None, str, int]:
+    """(the job's version if it has one, the job's tenant, the model's id), in a read that ends here."""
+    existing = _version_of_job(session, job_id)
+    tenant = session.scalar(select(Job.tenant).where(Job.id == job_id))
+    model_id = session.scalar(select(Model.id).where(Model.name == model))
+    _end_read(session)
+    if existing is None and tenant is None:
+        raise RegistryError("job_id", f"no job {job_id!r}")
+    if existing is None and model_id is None:
+        raise RegistryError("model", f"no model named {model!r}")
+    return existing, tenant, model_id
+
+
+def _insert_version(session, version: ModelVersion, files, worker: str | None, model: str) -> ModelVersion | None:
+    """One short transaction: the version row and its files, and (with `worker`) the job's end."""
     # FOR UPDATE serialises publishes of one model on PostgreSQL; SQLite serialises writers.
-    session.execute(select(Model.id).where(Model.id == model_row.id).with_for_update())
-    number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model_row.id)) or 0) + 1
-    manifest = _store_manifest(storage, folder, lineage | {"version": number})
-    version = ModelVersion(
-        model_id=model_row.id, version=number, parent=lineage["parent"], status=READY, tenant=tenant,
-        job_id=lineage["job_id"], concepts_erased=list(lineage["concepts_erased"]), method=lineage["method"],
-        evaluation=_read_metrics(folder), created_at=time.time(),
-    )  # fmt: skip
+    session.execute(select(Model.id).where(Model.id == version.model_id).with_for_update())
+    if _newest_number(session, version.model_id) != version.version - 1:
+        session.rollback()
+        raise _LostRace
+    result = {"model": model, "version": version.version}
+    if worker is not None and not jobs.mark_succeeded(session, version.job_id, worker, result):
+        session.rollback()
+        return None
     session.add(version)
-    _attach_files(session, version, files | {MANIFEST: manifest})
+    _attach_files(session, version, files)
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        return None
+        raise _LostRace from None
     return version
+
+
+def _newest_number(session: Session, model_id: int) -> int:
+    return session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model_id)) or 0
+
+
+def _end_read(session: Session) -> None:
+    """End the transaction a read began (nothing was written); loaded rows stay readable."""
+    session.commit()
 
 
 def _version_of_job(session: Session, job_id: str) -> ModelVersion | None:
@@ -185,16 +236,6 @@ def _check_pipeline_folder(folder: Path) -> None:
         raise RegistryError("source.path", f"{index} is not valid JSON") from None
     if "StableDiffusion" not in class_name:
         raise RegistryError("source.path", f"{str(folder)!r} holds a {class_name!r}, not a Stable Diffusion pipeline")
-
-
-def _upload_folder(storage: Storage, folder: Path, skip: tuple[str, ...]) -> dict[str, tuple[str, int]]:
-    """Store every file under `folder` as a blob: {relative posix path: (sha256, size)}."""
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder).as_posix()
-        if path.is_file() and relative not in skip:
-            files[relative] = storage.put_file(path)
-    return files
 
 
 def _store_manifest(storage: Storage, folder: Path, lineage: dict) -> tuple[str, int]:

@@ -3,10 +3,13 @@
 The library does the work (`unlearning.erase`); this module moves the job through its
 states and keeps the database informed:
 - claim `queued -> running` atomically (nothing to claim: a duplicate message, dropped);
-- renew the lease from a heartbeat thread, which also brings back `cancelling`;
+- renew the lease from a heartbeat thread, which also brings back `cancelling` and stops
+  the job when the lease lapses (the database out of reach for `lease_s`);
 - erase from the base version's local folder, with a resumable state under
   `<data_dir>/work/<job id>/state`, so a later attempt continues where this one stopped;
-- publish the out folder as the next version (idempotent: one version per job) and finish.
+- publish the out folder as the next version (idempotent: one version per job); the
+  transaction that inserts it also ends the job `succeeded`, if a cancel or another worker
+  has not taken it meanwhile (then nothing is published).
 Errors: the caller's (`InvalidInput`, `NotAPipeline`) fail the job at once with a caller
 code; anything else fails it as `internal` on the last attempt, and otherwise leaves the
 lease to lapse, so that the reconciler queues the job again for the next attempt.
@@ -72,7 +75,7 @@ class JobRun:
             log.info("job %s is not queued: duplicate message dropped", self.job_id)
             return None
         renew = lambda: self.call(jobs.heartbeat, self.job_id, self.worker)  # noqa: E731
-        with Heartbeat(renew, self.settings.heartbeat_s) as beat:
+        with Heartbeat(renew, self.settings.heartbeat_s, self.settings.lease_s) as beat:
             outcome = self._attempt(job, beat)
         return self._conclude(job, outcome)
 
@@ -126,9 +129,12 @@ class JobRun:
         reporter.on_progress("publishing", 0, 1)
         version = retry_db(
             lambda: self.call(registry.publish_version, self.storage, job.base_model, job.base_version, job.id,
-                              out, concepts_erased, job.method),
+                              out, concepts_erased, job.method, worker=self.worker),
             deadline_s=FINAL_WRITE_DEADLINE_S, what=f"publish {job.id}",
         )  # fmt: skip
+        if version is None:  # cancelled meanwhile, or the lease is gone: nothing was published
+            beat.beat()  # the status as the database has it now
+            return self._stopped(beat)
         reporter.on_progress("publishing", 1, 1)
         return Outcome(jobs.SUCCEEDED, result={"model": job.base_model, "version": version.version})
 
@@ -142,16 +148,22 @@ class JobRun:
     def _conclude(self, job: Job, outcome: Outcome) -> str | None:
         if outcome.status is None:
             return None  # the state stays, for the next attempt
-        ended = retry_db(
-            lambda: self.call(jobs.finish, job.id, outcome.status, error=outcome.error, result=outcome.result,
-                              worker=self.worker),
-            deadline_s=FINAL_WRITE_DEADLINE_S, what=f"finish {job.id}",
-        )  # fmt: skip
+        if outcome.status == jobs.SUCCEEDED:
+            ended = jobs.SUCCEEDED  # by the transaction that published its version
+        else:
+            ended = self._finish(job, outcome)
         if not ended:
             log.warning("job %s had already ended or changed hands; left as it is", job.id)
             return None
         shutil.rmtree(self.work, ignore_errors=True)
-        return outcome.status
+        return ended
+
+    def _finish(self, job: Job, outcome: Outcome) -> str | None:
+        return retry_db(
+            lambda: self.call(jobs.finish, job.id, outcome.status, error=outcome.error, result=outcome.result,
+                              worker=self.worker),
+            deadline_s=FINAL_WRITE_DEADLINE_S, what=f"finish {job.id}",
+        )  # fmt: skip
 
     def _note(self, message: str, level: str = "info") -> None:
         try:

@@ -135,3 +135,72 @@ def test_list_pages_newest_first_per_tenant_and_status(session):
     page, _ = jobs.list_jobs(session, "tenant-a", None, 10, "cancelled")
     assert [j.id for j in page] == [created[0]]
     assert jobs.get_job(session, other.id, "tenant-a") is None
+
+
+def test_finish_never_turns_a_cancelling_job_into_succeeded(session):
+    job = new(session)
+    jobs.claim(session, job.id, "w1")
+    assert jobs.cancel(session, job.id).status == "cancelling"
+    assert jobs.finish(session, job.id, "succeeded", result={"model": "tiny", "version": 2}, worker="w1") == "cancelled"
+    final = jobs.get_job(session, job.id)
+    assert (final.status, final.result, final.error) == ("cancelled", None, None)
+    assert "the worker's succeeded is not kept" in jobs.list_events(session, job.id)[-1].message
+
+
+def test_a_failure_reported_while_cancelling_ends_the_job_cancelled_and_keeps_the_error_in_its_event(session):
+    job = new(session)
+    jobs.claim(session, job.id, "w1")
+    jobs.cancel(session, job.id)
+    error = {"code": "internal", "message": "out of memory"}
+    assert jobs.finish(session, job.id, "failed", error=error, worker="w1") == "cancelled"
+    assert (jobs.get_job(session, job.id).status, jobs.get_job(session, job.id).error) == ("cancelled", None)
+    assert jobs.list_events(session, job.id)[-1].data["error"] == error
+
+
+def test_a_cancelling_job_is_not_ended_by_a_worker_without_the_lease(session):
+    job = new(session)
+    jobs.claim(session, job.id, "w1")
+    jobs.cancel(session, job.id)
+    assert jobs.finish(session, job.id, "cancelled", worker="w2") is None
+    assert jobs.get_job(session, job.id).status == "cancelling"
+
+
+def test_mark_succeeded_needs_a_running_job_under_the_lease_and_leaves_the_commit_to_the_caller(session):
+    job = new(session)
+    jobs.claim(session, job.id, "w1")
+    assert not jobs.mark_succeeded(session, job.id, "w2", {"model": "tiny", "version": 2})
+    assert jobs.mark_succeeded(session, job.id, "w1", {"model": "tiny", "version": 2})
+    session.rollback()
+    assert jobs.get_job(session, job.id).status == "running"
+    jobs.cancel(session, job.id)
+    assert not jobs.mark_succeeded(session, job.id, "w1", {"model": "tiny", "version": 2})
+    session.rollback()
+    assert jobs.get_job(session, job.id).status == "cancelling"
+
+
+def test_a_cancel_racing_a_finish_is_never_overwritten(database_url, session):
+    engine = make_engine(database_url)
+    factory = session_factory(engine)
+    for _ in range(15):
+        job = new(session)
+        jobs.claim(session, job.id, "w1")
+        seen = {}
+
+        def cancel():
+            with factory() as own:
+                seen["cancel"] = jobs.cancel(own, job.id).status
+
+        def finish():
+            with factory() as own:
+                seen["finish"] = jobs.finish(own, job.id, "succeeded", result={"model": "tiny", "version": 2}, worker="w1")
+
+        threads = [threading.Thread(target=cancel), threading.Thread(target=finish)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        final = jobs.get_job(session, job.id).status
+        # Either the finish came first (the cancel found it ended), or the cancel did and won.
+        assert (seen["cancel"], seen["finish"], final) in {("succeeded", "succeeded", "succeeded"),
+                                                           ("cancelling", "cancelled", "cancelled")}
+    engine.dispose()

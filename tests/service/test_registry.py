@@ -3,11 +3,12 @@
 import json
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
 from service import jobs, registry
+from service.db import make_engine, session_factory
 from service.jobs import JobSpec
-from service.models import Blob, ModelVersion
+from service.models import Blob, Job, ModelVersion
 from tests.service.service_helpers import UNET, out_folder
 
 
@@ -96,3 +97,92 @@ def test_versions_are_numbered_in_order_and_visible_to_their_tenant(session, sto
     assert registry.get_version(session, "tiny", 3, "tenant-a") is None
     assert registry.get_version(session, "tiny", None, "tenant-b").version == 3
     assert [m.version for m in registry.list_models(session, "tenant-a")] == [2]
+
+
+class CallsBeforeEachPut:
+    """The real storage, calling `hook()` before each file it stores (something happens mid-upload)."""
+
+    def __init__(self, storage, hook):
+        self.storage, self.hook = storage, hook
+
+    def put_file(self, path):
+        self.hook()
+        return self.storage.put_file(path)
+
+
+@pytest.fixture
+def other_session(database_url):
+    """A second connection: the gateway or another worker, acting while a publish uploads."""
+    engine = make_engine(database_url)
+    with session_factory(engine)() as session:
+        yield session
+    engine.dispose()
+
+
+def versions_of(session, job_id):
+    return session.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.job_id == job_id))
+
+
+def test_no_transaction_is_open_while_files_are_uploaded(session, storage, base, job, tiny_pipeline, tmp_path):
+    jobs.claim(session, job.id, "w1")
+    in_transaction = []
+    uploading = CallsBeforeEachPut(storage, lambda: in_transaction.append(session.in_transaction()))
+    registry.publish_version(session, uploading, "tiny", 1, job.id, out_folder(tiny_pipeline, tmp_path / "out"),
+                             ["cat"], "rg", worker="w1")
+    assert len(in_transaction) > 5 and not any(in_transaction)
+
+
+def test_publishing_inserts_the_version_and_ends_the_job_succeeded_in_one_commit(
+    session, storage, base, job, tiny_pipeline, tmp_path, database_url
+):
+    jobs.claim(session, job.id, "w1")
+    folder = out_folder(tiny_pipeline, tmp_path / "out")
+    version = registry.publish_version(session, storage, "tiny", 1, job.id, folder, ["cat"], "rg", worker="w1")
+    ended = jobs.get_job(session, job.id)
+    assert (version.version, ended.status, ended.result) == (2, "succeeded", {"model": "tiny", "version": 2})
+    assert jobs.list_events(session, job.id)[-1].data["status"] == "succeeded"
+    if database_url.startswith("postgresql"):  # rows written by one transaction carry its id
+        written_by = "SELECT xmin::text FROM {} WHERE {} = :job"
+        job_xid = session.scalar(text(written_by.format("jobs", "id")), {"job": job.id})
+        version_xid = session.scalar(text(written_by.format("model_versions", "job_id")), {"job": job.id})
+        assert job_xid == version_xid
+
+    # A retry (say the commit landed but its answer was lost) returns the same version.
+    again = registry.publish_version(session, storage, "tiny", 1, job.id, folder, ["cat"], "rg", worker="w1")
+    assert again.id == version.id and versions_of(session, job.id) == 1
+
+
+def test_a_cancel_during_the_upload_wins_and_no_version_is_inserted(
+    session, other_session, storage, base, job, tiny_pipeline, tmp_path
+):
+    jobs.claim(session, job.id, "w1")
+    cancel_once = lambda: jobs.get_job(other_session, job.id).status == "running" and jobs.cancel(other_session, job.id)
+    uploading = CallsBeforeEachPut(storage, cancel_once)
+    folder = out_folder(tiny_pipeline, tmp_path / "out")
+    assert registry.publish_version(session, uploading, "tiny", 1, job.id, folder, ["cat"], "rg", worker="w1") is None
+    assert versions_of(session, job.id) == 0
+    assert jobs.get_job(session, job.id).status == "cancelling"
+    # What the worker does next: it ends the job as the user asked.
+    assert jobs.finish(session, job.id, "cancelled", worker="w1") == "cancelled"
+    assert [v.version for v in registry.list_versions(session, "tiny", "tenant-a")] == [1]
+
+
+def test_a_lease_lost_during_the_upload_publishes_nothing(session, other_session, storage, base, job, tiny_pipeline, tmp_path):
+    jobs.claim(session, job.id, "w1")
+
+    def reconciler_gives_it_to_w2():
+        if jobs.get_job(other_session, job.id).worker == "w1":
+            other_session.execute(update(Job).where(Job.id == job.id).values(heartbeat_at=0))
+            other_session.commit()
+            assert jobs.requeue_stale(other_session, older_than_s=60, max_attempts=3) == [job.id]
+            assert jobs.claim(other_session, job.id, "w2") is not None
+
+    uploading = CallsBeforeEachPut(storage, reconciler_gives_it_to_w2)
+    folder = out_folder(tiny_pipeline, tmp_path / "out")
+    assert registry.publish_version(session, uploading, "tiny", 1, job.id, folder, ["cat"], "rg", worker="w1") is None
+    assert versions_of(session, job.id) == 0
+    taken = jobs.get_job(session, job.id)
+    assert (taken.status, taken.worker, taken.attempt) == ("running", "w2", 2)
+    # The new lease holder publishes the one version of the job.
+    assert registry.publish_version(session, storage, "tiny", 1, job.id, folder, ["cat"], "rg", worker="w2").version == 2
+    assert versions_of(session, job.id) == 1 and jobs.get_job(session, job.id).status == "succeeded"
