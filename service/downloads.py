@@ -1,13 +1,17 @@
 """HTTP download rules for immutable blobs: byte ranges, strong ETags, conditional requests.
 
 A version's files never change, so the ETag is the file's sha256 and every validator is strong.
+No header value makes these functions raise, except a Range that asks for bytes the file
+does not have (`Unsatisfiable`, 416): whatever they cannot parse they ignore (RFC 9110 14.2,
+13.1.2, 13.1.5), which means "send the whole file".
 """
 
 from __future__ import annotations
 
 import re
 
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
+BEYOND_ANY_FILE = 10**18  # what a position of more digits than that means
 
 
 class Unsatisfiable(Exception):
@@ -35,19 +39,24 @@ def byte_range(range_header: str | None, if_range: str | None, etag: str, size: 
     """
     if not range_header or (if_range is not None and if_range.strip() != etag):
         return None
-    match = RANGE.match(range_header.strip())
+    match = RANGE.fullmatch(range_header.strip())
     if match is None or match.group(1) == match.group(2) == "":
         return None
-    first, last = match.groups()
-    if first == "":  # the last N bytes
-        suffix = int(last)
-        if suffix == 0 or size == 0:
+    first, last = (_position(group) for group in match.groups())
+    if first is None:  # the last N bytes
+        if last == 0 or size == 0:
             raise Unsatisfiable
-        return max(0, size - suffix), size
-    start = int(first)
-    end = size if last == "" else min(int(last) + 1, size)
-    if last != "" and int(last) < start:
+        return max(0, size - last), size
+    if last is not None and last < first:
         return None  # invalid range: ignored
-    if start >= size:
+    if first >= size:
         raise Unsatisfiable
-    return start, end
+    return first, size if last is None else min(last + 1, size)
+
+
+def _position(digits: str) -> int | None:
+    """A byte position of the Range header; any number of digits, never a slow int()."""
+    if digits == "":
+        return None
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= 18 else BEYOND_ANY_FILE

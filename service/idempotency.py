@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 
 from sqlalchemy import delete, update
@@ -16,6 +17,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.models import IdempotencyKey
+
+# Printable ASCII, as the IETF draft's sf-string (quotes optional here); the column holds 255.
+KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+
+def parse_key(header: str | None) -> str | None:
+    """The key of an `Idempotency-Key` header (None without one); ValueError if it is no valid key."""
+    if header is None:
+        return None
+    key = header.strip()
+    if not KEY.fullmatch(key):
+        raise ValueError("must be 1 to 255 printable ASCII characters")
+    return key
 
 
 def body_hash(body: dict) -> str:

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from anyio import CapacityLimiter
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import idempotency
 from service.auth import Caller, authenticate
 from service.metrics import Metrics
-from service.problems import Problem
+from service.problems import Problem, field_problem
 from service.settings import Settings
 from service.storage import Storage
 
@@ -78,8 +79,18 @@ async def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
     return caller
 
 
+async def get_idempotency_key(
+    idempotency_key: Annotated[str | None, Header(description="1 to 255 printable ASCII characters.")] = None,
+) -> str | None:
+    try:
+        return idempotency.parse_key(idempotency_key)
+    except ValueError as error:
+        raise field_problem("Idempotency-Key", str(error), status=400, code="invalid_header") from None
+
+
 PartsDep = Annotated[Parts, Depends(get_parts)]
 # scope="function": closed when the route function returns, before any byte of the response.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 AdminDep = Annotated[Caller, Depends(get_admin)]
+IdempotencyKeyDep = Annotated[str | None, Depends(get_idempotency_key)]

@@ -9,7 +9,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 
 from service import jobs
-from service.api.deps import CallerDep, PartsDep, SessionDep
+from service.api.deps import CallerDep, IdempotencyKeyDep, PartsDep, SessionDep
 from service.api.present import event_public, job_public
 from service.api.schemas import EventPublic, JobCreate, JobPublic, ListOf
 from service.api.event_stream import event_stream, resume_after
@@ -35,7 +35,7 @@ def create_job(
     session: SessionDep,
     parts: PartsDep,
     caller: CallerDep,
-    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+    idempotency_key: IdempotencyKeyDep,
 ) -> JobPublic:
     job, created = submit(session, parts, caller, body, idempotency_key)
     response.status_code = 202 if created else 200
