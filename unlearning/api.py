@@ -57,7 +57,8 @@ def erase(
                              model_vocabulary(job.model_settings), num_test=config.eval_prompts)
     examples = {"examples": list(zip(sets.forget[:3], sets.retain[:3]))}
     callbacks.on_event("message", f"{len(sets.forget)} forget and {len(sets.retain)} retain prompts", examples)
-    data, test = make_training_data(pipe, sets, job, cache_dir, callbacks)
+    fingerprint = model_fingerprint(job.base, Path(cache_dir) / "fingerprints.json" if cache_dir is not None else None)
+    data, test = make_training_data(pipe, sets, job, fingerprint, cache_dir, callbacks)
     seconds["preparing"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -72,7 +73,7 @@ def erase(
     clock = time.perf_counter()
     state_file = Path(state_dir) / STATE_FILE if state_dir is not None else None
     # `run` releases the gradient rows, the Adam state and ESD's originals; nothing keeps the trainer.
-    history = Unlearner(pipe.unet, noise, config, data, job.seed, pipe.device).run(callbacks, state_file, job.run_key())
+    history = Unlearner(pipe.unet, noise, config, data, job.seed, pipe.device).run(callbacks, state_file, job.run_key(fingerprint))
     del data  # the training pairs are spent
     seconds["unlearning"] = time.perf_counter() - clock
 
@@ -94,13 +95,11 @@ def erase(
     return EraseResult(job.out, manifest, evaluation.metrics, history, seconds)
 
 
-def make_training_data(pipe, sets: PromptSets, job: Job, cache_dir, callbacks: Callbacks):
-    """Latents (cached) and text embeddings for the training pairs and the held-out prompts."""
+def make_training_data(pipe, sets: PromptSets, job: Job, fingerprint: str, cache_dir, callbacks: Callbacks):
+    """Latents (cached by the base's `fingerprint`) and text embeddings for the training pairs and the held-out prompts."""
     config = job.config
     # One file per batch of the stream (latents.py); "latents/" held the older one-per-latent files.
     cache = LatentCache(Path(cache_dir) / "latent-batches" if cache_dir is not None else None)
-    memo = Path(cache_dir) / "fingerprints.json" if cache_dir is not None else None
-    fingerprint = model_fingerprint(job.base, memo)
     scale = pipe.vae_scale_factor
     settings = {
         "steps": config.generation_steps,

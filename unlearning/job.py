@@ -33,9 +33,11 @@ class Job:
     seed: int
     model_settings: dict
 
-    def run_key(self) -> str:
-        """Identifies the run, so a saved state is never resumed by a different one."""
-        text = json.dumps([str(self.base.resolve()), self.concepts, self.preserve, self.prompts, self.config.to_dict(), self.seed], sort_keys=True)
+    def run_key(self, fingerprint: str) -> str:
+        """Identifies the run, so a saved state is never resumed by a different one. The base is
+        known by its content (`fingerprint`), not by its folder: a state saved on one machine
+        resumes on another, whose copy of the base lies elsewhere."""
+        text = json.dumps([fingerprint, self.concepts, self.preserve, self.prompts, self.config.to_dict(), self.seed], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
