@@ -1,16 +1,71 @@
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
 from unlearning import InvalidInput
-from unlearning.methods import METHOD_IDS, validate
+from unlearning.methods import CONFIGS, METHOD_IDS, make_config, validate
+from unlearning.methods.base import Method
+from unlearning.methods.gradient import CombinedGradient
+from unlearning.methods.registry import register
+from unlearning.methods.rg import RGConfig
 
 
 def test_the_registry_imports_no_torch():
-    code = "import sys, unlearning, unlearning.methods as m; m.validate('rg', {}); print('torch' in sys.modules)"
+    code = ("import sys, unlearning, unlearning.methods as m; m.validate('rg', {}); "
+            "print(sorted((i, c.implementation.__name__) for i, c in m.CONFIGS.items()), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.strip() == ("[('esd', 'ErasedStableDiffusion'), ('ga', 'ForgetGradient'), "
+                           "('graddiff', 'GradientDifference'), ('rg', 'RestrictedGradient')] False")
+
+
+def test_every_method_names_its_implementation():
+    assert all(issubclass(CONFIGS[i].implementation, Method) for i in METHOD_IDS)
+    with pytest.raises(TypeError, match="names no implementation"):
+        register(type("Unfinished", (RGConfig,), {"method": "unfinished", "implementation": None}))
+    assert "unfinished" not in CONFIGS
+
+
+class RetainOnly(CombinedGradient):
+    """d = g_r: a method the trainer has never heard of."""
+
+    def coefficients(self, ff, rr, fr):
+        return 0.0, 1.0
+
+
+@dataclass(frozen=True)
+class RetainOnlyConfig(RGConfig):
+    method = "retain_only"
+    implementation = RetainOnly
+
+
+@pytest.fixture
+def retain_only():
+    register(RetainOnlyConfig)
+    yield make_config("retain_only", {"batch_size": 2, "forget_loss_ceiling": None})
+    del CONFIGS["retain_only"]
+
+
+def test_a_new_method_runs_on_the_trainer_unchanged(retain_only):
+    import torch
+    from diffusers import DDIMScheduler
+
+    from unlearning.noise import TrainingNoise
+    from unlearning.tiny import tiny_unet
+    from unlearning.train import TrainingData, Unlearner, batch_indices, denoising_loss, seeded_generator
+
+    cpu = torch.device("cpu")
+    latents, embeds = torch.randn(2, 4, 8, 8), torch.randn(2, 6, 32)
+    data = TrainingData(latents, embeds, latents.flip(0), embeds, embeds[:1])
+    unlearner = Unlearner(tiny_unet(), TrainingNoise(DDIMScheduler().config), retain_only, data, 0, cpu)
+    params = [p for _, p in unlearner.named]
+    batch, generator = batch_indices(0, 0, 2, 2), seeded_generator(0, "step", 0)
+    unlearner.noise.noised(latents[batch], generator, cpu)  # the forget pass's draws
+    retain_loss = denoising_loss(unlearner.unet, unlearner.noise, data.retain_latents[batch], embeds[batch], generator, cpu)
+    g_r = torch.cat([g.flatten() for g in torch.autograd.grad(retain_loss, params)])
+    record = unlearner.update_direction()
+    assert torch.equal(unlearner.grads.buffer, g_r) and record["retain_loss"] == retain_loss.item()
 
 
 def test_methods_are_registered_with_the_paper_defaults():

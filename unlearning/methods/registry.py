@@ -1,4 +1,8 @@
-"""Method ids and their configuration classes (no torch here)."""
+"""Method ids and their configuration classes, each naming its implementation (no torch here).
+
+A new method is one new module: a `MethodConfig` subclass with its `method` id and its
+`implementation` (a `Method` subclass), decorated with `@register`, imported by the package.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ CONFIGS: dict[str, type] = {}
 
 
 def register(config_class: type) -> type:
+    if not getattr(config_class, "implementation", None):
+        raise TypeError(f"{config_class.__name__} names no implementation (a Method subclass)")
     CONFIGS[config_class.method] = config_class
     return config_class
 
