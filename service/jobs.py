@@ -8,6 +8,7 @@ machine:
     queued -> cancelled                       (cancel before it started)
     running -> cancelling -> cancelled        (cooperative cancel: never overwritten by a finish)
     running -> queued                         (stale lease: the reconciler, attempt left)
+    running -> queued                         (its worker shuts down: `release`)
 
 `succeeded`, `failed` and `cancelled` never change again.
 """
@@ -232,6 +233,25 @@ def requeue_stale(session: Session, older_than_s: float, max_attempts: int) -> l
             requeued.append(job_id)
     session.commit()
     return requeued
+
+
+def release(session: Session, job_id: str, worker: str, step: int) -> bool:
+    """Hand a running job back to the queue because `worker` is shutting down; commit.
+
+    `running -> queued` now, not once the lease would go stale, so that any worker resumes
+    it from its stored state at once. Only the lease holder may: the lease is cleared and
+    the attempt count kept (it counts starts). False: the job is not `running` under
+    `worker` (cancelling, ended, or taken over); nothing changes.
+    """
+    values = {"status": QUEUED, "worker": None, "heartbeat_at": None, "enqueued_at": time.time()}
+    query = update(Job).where(Job.id == job_id, Job.status == RUNNING, Job.worker == worker).values(**values)
+    if session.execute(query).rowcount != 1:
+        session.rollback()
+        return False
+    _event(session, job_id, "message", f"worker {worker} shut down at step {step}: queued again",
+           {"status": QUEUED, "step": step})
+    session.commit()
+    return True
 
 
 def queued_unclaimed(session: Session, older_than_s: float) -> list[str]:

@@ -5,14 +5,27 @@ states and keeps the database informed:
 - claim `queued -> running` atomically (nothing to claim: a duplicate message, dropped);
 - renew the lease from a heartbeat thread, which also brings back `cancelling` and stops
   the job when the lease lapses (the database out of reach for `lease_s`);
-- erase from the base version's local folder, with a resumable state under
-  `<data_dir>/work/<job id>/state`, so a later attempt continues where this one stopped;
+- erase from the base version's local folder. The resumable state lives in the storage
+  (`jobs/<job id>/state.pt`), so that any worker, on any machine, continues where this
+  attempt stopped: it is downloaded into `<data_dir>/work/<job id>/state` before `erase`,
+  uploaded after each save (every `save_every` steps, and when the loop stops on request)
+  and deleted when the job ends. This worker's disk keeps no copy once the attempt is over;
+- on its worker's shutdown (SIGTERM, workers/shutdown.py) the loop stops at its next step,
+  saves and uploads the state, and the job goes back to `queued` at once (`jobs.release`)
+  and is published again: another worker resumes it without waiting for the lease to lapse;
 - publish the out folder as the next version (idempotent: one version per job); the
   transaction that inserts it also ends the job `succeeded`, if a cancel or another worker
   has not taken it meanwhile (then nothing is published).
 Errors: the caller's (`InvalidInput`, `NotAPipeline`) fail the job at once with a caller
 code; anything else fails it as `internal` on the last attempt, and otherwise leaves the
 lease to lapse, so that the reconciler queues the job again for the next attempt.
+
+The cost of the shared state: uploads are synchronous, so the loop waits for each one. A
+state holds the trainable tensors and Adam's two moments, about 3x the trainable weights in
+fp32 (all of SD 1.5's UNet, 860 M parameters: about 10 GB; cross-attention only: far less):
+per save, about the time to copy that much to the store. A larger `save_every` saves less
+often; a worker stopped with SIGTERM saves once more anyway. A failed upload is logged and
+the job goes on (the next save tries again; until then the store holds the previous state).
 """
 
 from __future__ import annotations
@@ -30,17 +43,26 @@ from service import jobs, registry
 from service.db import make_engine, session_factory
 from service.models import Job
 from service.storage import Storage, open_storage
+from workers import shutdown
+from workers.app import make_celery
 from workers.db_retry import retry_db
 from workers.heartbeat import Heartbeat
 from workers.materialise import materialise
+from workers.queue import enqueue
 from workers.reporting import Reporter
 
 log = logging.getLogger(__name__)
 
 FINAL_WRITE_DEADLINE_S = 300.0  # a result already computed is worth waiting for the database
+HAND_BACK_DEADLINE_S = 10.0  # a stopping worker does not wait long: if it cannot, the lease lapses
 CALLER_CODES = {"concepts": "invalid_concept", "base": "invalid_base_model", "method": "invalid_method",
                 "hyperparameters": "invalid_hyperparameters", "prompts": "invalid_prompts",
                 "preserve": "invalid_preserve"}
+
+
+def state_key(job_id: str) -> str:
+    """Where the storage keeps the job's resumable state."""
+    return f"jobs/{job_id}/state.pt"
 
 
 @dataclass
@@ -70,10 +92,17 @@ class JobRun:
 
     def run(self) -> str | None:
         """Run the job if it can be claimed; returns its final status (None: not ours to end)."""
-        job = retry_db(lambda: self.call(jobs.claim, self.job_id, self.worker), what=f"claim {self.job_id}")
-        if job is None:
-            log.info("job %s is not queued: duplicate message dropped", self.job_id)
-            return None
+        with shutdown.listening():
+            job = retry_db(lambda: self.call(jobs.claim, self.job_id, self.worker), what=f"claim {self.job_id}")
+            if job is None:
+                log.info("job %s is not queued: duplicate message dropped", self.job_id)
+                return None
+            try:
+                return self._run_claimed(job)
+            finally:
+                shutil.rmtree(self.work, ignore_errors=True)  # the store holds the state; nothing here to keep
+
+    def _run_claimed(self, job: Job) -> str | None:
         renew = lambda: self.call(jobs.heartbeat, self.job_id, self.worker)  # noqa: E731
         with Heartbeat(renew, self.settings.heartbeat_s, self.settings.lease_s) as beat:
             outcome = self._attempt(job, beat)
@@ -84,8 +113,8 @@ class JobRun:
 
         try:
             return self._erase_and_publish(job, beat)
-        except unlearning.Stopped:
-            return self._stopped(beat)
+        except unlearning.Stopped as stop:
+            return self._stopped(beat, stop.step)
         except unlearning.InvalidInput as error:
             code = CALLER_CODES.get(error.field.split(".")[0].split("[")[0], "invalid_input")
             return Outcome(jobs.FAILED, error={"code": code, "message": str(error)})
@@ -110,7 +139,7 @@ class JobRun:
                                                "message": f"{job.base_model} v{job.base_version} does not exist"})
         reporter.on_progress("preparing", 0, 1)
         folder = materialise(self.storage, base, self.settings.cache_dir)
-        if not beat.keep_going:
+        if self._should_stop(beat):
             return self._stopped(beat)
         out = self.work / "out"
         shutil.rmtree(out, ignore_errors=True)  # a half-written folder of a killed attempt
@@ -118,9 +147,10 @@ class JobRun:
         unlearning.erase(
             folder, job.concepts, out, method=job.method, preserve=job.preserve, prompts=job.prompts,
             hyperparameters=job.hyperparameters, seed=job.seed, cache_dir=self.settings.cache_dir,
-            state_dir=self.work / "state",
+            state_dir=self._restore_state(),
             callbacks=unlearning.Callbacks(on_progress=reporter.on_progress, on_event=reporter.on_event,
-                                           should_stop=lambda: not beat.keep_going),
+                                           should_stop=lambda: self._should_stop(beat),
+                                           on_state_saved=self._upload_state),
             lineage={"name": job.base_model, "parent": job.base_version, "job_id": job.id,
                      "concepts_erased": concepts_erased},
         )  # fmt: skip
@@ -138,16 +168,74 @@ class JobRun:
         reporter.on_progress("publishing", 1, 1)
         return Outcome(jobs.SUCCEEDED, result={"model": job.base_model, "version": version.version})
 
-    def _stopped(self, beat: Heartbeat) -> Outcome:
-        """Stopped on request: cancelled, or (lease lost) left to the worker that has it now."""
+    @staticmethod
+    def _should_stop(beat: Heartbeat) -> bool:
+        return not beat.keep_going or shutdown.requested()
+
+    def _stopped(self, beat: Heartbeat, step: int = 0) -> Outcome:
+        """Stopped on request: cancelled; handed back, its worker shutting down (`step`: where it
+        stopped); or (lease lost) left to the worker that has it now."""
         if beat.status == jobs.CANCELLING:
             return Outcome(jobs.CANCELLED)
+        if shutdown.requested() and beat.status == jobs.RUNNING:
+            if self._hand_back(step):
+                return Outcome(None)
+            beat.beat()  # not running under this worker any more: cancelled meanwhile?
+            if beat.status == jobs.CANCELLING:
+                return Outcome(jobs.CANCELLED)
         log.warning("job %s: lease lost (status %s); stopping without a result", self.job_id, beat.status)
         return Outcome(None)
 
+    def _hand_back(self, step: int) -> bool:
+        """Queue the job again now and publish it, for another worker to resume from the stored state."""
+        try:
+            released = retry_db(lambda: self.call(jobs.release, self.job_id, self.worker, step),
+                                deadline_s=HAND_BACK_DEADLINE_S, what=f"release {self.job_id}")
+        except Exception as error:
+            log.warning("job %s: could not hand it back (%s); it goes back once its lease is stale",
+                        self.job_id, type(error).__name__)
+            return False
+        if released:
+            log.info("job %s: shutting down at step %d; queued again", self.job_id, step)
+            enqueue(make_celery(self.settings), self.job_id)  # if the broker is away, the reconciler publishes it
+        return released
+
+    def _restore_state(self) -> Path:
+        """A fresh local state folder, holding the job's stored state if an earlier attempt saved one.
+
+        The store's copy is the one to resume from, never what an older attempt left on this disk.
+        A store that does not answer fails this attempt (a retry resumes later) rather than
+        start over from step 0.
+        """
+        from unlearning.api import STATE_FILE
+
+        state_dir = self.work / "state"
+        shutil.rmtree(state_dir, ignore_errors=True)
+        if self.storage.get_object(state_key(self.job_id), state_dir / STATE_FILE):
+            log.info("job %s: resuming from its stored state", self.job_id)
+        return state_dir
+
+    def _upload_state(self, state_file: Path) -> None:
+        """Keep the state just saved in the store, for whichever worker runs the job next.
+
+        A failed upload is logged and does not stop the job: the next save uploads again, and
+        until then the store keeps the previous state (a later attempt resumes from there).
+        """
+        try:
+            self.storage.put_object(state_key(self.job_id), state_file)
+        except Exception as error:
+            log.warning("job %s: could not upload its state (%s: %s); the next save tries again",
+                        self.job_id, type(error).__name__, error)
+
+    def _forget_state(self) -> None:
+        try:
+            self.storage.delete_object(state_key(self.job_id))
+        except Exception as error:
+            log.warning("job %s: could not delete its stored state (%s); it stays behind", self.job_id, error)
+
     def _conclude(self, job: Job, outcome: Outcome) -> str | None:
         if outcome.status is None:
-            return None  # the state stays, for the next attempt
+            return None  # the stored state stays, for the next attempt
         if outcome.status == jobs.SUCCEEDED:
             ended = jobs.SUCCEEDED  # by the transaction that published its version
         else:
@@ -155,7 +243,7 @@ class JobRun:
         if not ended:
             log.warning("job %s had already ended or changed hands; left as it is", job.id)
             return None
-        shutil.rmtree(self.work, ignore_errors=True)
+        self._forget_state()
         return ended
 
     def _finish(self, job: Job, outcome: Outcome) -> str | None:

@@ -2,6 +2,8 @@
 
 The parent process consumes from the `gpu` queue and forks a fresh child for each task
 (`-c 1`, max one task per child); only the child imports torch and touches the GPU.
+On a warm shutdown (SIGTERM, SIGINT) the parent passes SIGTERM on to the child, whose job
+then saves its state and goes back to the queue for another worker (workers/shutdown.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from service.db import make_engine, session_factory
 from workers.app import make_celery
 from workers.queue import GPU_QUEUE
 from workers.reconciler import Reconciler
+from workers.shutdown import forward_to_children
 from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ def run_worker(settings, name: str | None = None, loglevel: str = "INFO") -> Non
 
     signals.worker_ready.connect(lambda **_: reconciler.start(), weak=False)
     signals.worker_process_init.connect(forget_parent_connections, weak=False)
+    signals.worker_shutting_down.connect(lambda **_: forward_to_children(), weak=False)
     signals.worker_shutdown.connect(lambda **_: reconciler.stop(), weak=False)
     app.worker_main([
         "worker", "--queues", GPU_QUEUE, "--concurrency", "1", "--pool", "prefork",

@@ -126,8 +126,14 @@ class Deployment:
         with self.sessions() as session:
             return registry.list_versions(session, self.base_model, TENANT)
 
-    def start_worker(self, log_name: str = "worker.log"):
-        return start_worker(self.env(), self.settings.data_dir / log_name)
+    def start_worker(self, log_name: str = "worker.log", data_dir: Path | None = None):
+        """A `lethe worker` on this deployment. With `data_dir`: as if on another machine, a data
+        folder (caches, work folders) of its own, sharing only the database, the Redis broker and
+        the storage (the settings hold their URLs, made absolute from this deployment's folder)."""
+        env = self.env()
+        if data_dir is not None:
+            env["LETHE_DATA_DIR"] = str(data_dir)
+        return start_worker(env, self.settings.data_dir / log_name)
 
 
 def make_deployment(data_dir: Path, database_url: str, broker_url: str, **overrides) -> Deployment:
