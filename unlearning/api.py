@@ -72,9 +72,9 @@ def erase(
 
     clock = time.perf_counter()
     state_file = Path(state_dir) / STATE_FILE if state_dir is not None else None
-    # `run` releases the gradient rows, the Adam state and ESD's originals; nothing keeps the trainer.
-    history = Unlearner(pipe.unet, noise, config, data, job.seed, pipe.device).run(callbacks, state_file, job.run_key(fingerprint))
-    del data  # the training pairs are spent
+    unlearner = Unlearner(pipe.unet, noise, config, data, job.seed, pipe.device)
+    history = unlearner.run(callbacks, state_file, job.run_key(fingerprint))  # then releases its gradients and state
+    del unlearner, data  # the evaluation and write_result need neither
     seconds["unlearning"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
