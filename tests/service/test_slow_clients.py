@@ -16,7 +16,7 @@ import pytest
 from tests.service.conftest import make_settings
 from tests.service.service_helpers import ADMIN, KEY_A, KEY_B
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)]
 
 STREAMS = 100
 DOWNLOADS = 30
