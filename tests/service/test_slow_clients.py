@@ -1,9 +1,10 @@
 """Slow clients cannot take the gateway down (issue 11).
 
-A real uvicorn server on PostgreSQL holds 100 open event streams and 30 downloads whose
-clients stopped reading; another tenant's requests must still be answered at once. A
-streaming response that kept a pooled database connection, or a worker thread, while it
-waits for its client would exhaust the pool (30 connections) or the thread pool (40).
+A real uvicorn server (on PostgreSQL, and on SQLite) holds 100 open event streams and 30
+downloads whose clients stopped reading; another tenant's requests must still be answered at
+once. A streaming response that kept a pooled database connection, or a worker thread, while
+it waits for its client would exhaust the pool (30 connections on PostgreSQL, 15 on SQLite)
+or the thread pool (40).
 """
 
 import shutil
@@ -30,7 +31,7 @@ ROUNDS = 10
 
 @pytest.fixture
 def settings(database_url, tmp_path):
-    """The gateway's settings on PostgreSQL, polling event streams at the default pace."""
+    """The gateway's settings on `database_url`, polling event streams at the default pace."""
     return make_settings(tmp_path / "data", database_url=database_url).model_copy(update={"sse_poll_s": 0.5})
 
 
