@@ -109,7 +109,7 @@ def make_training_data(pipe, sets: PromptSets, job: Job, fingerprint: str, cache
         "scheduler": pipe.scheduler.config["_class_name"],
     }
     groups = {"forget": sets.forget, "retain": sets.retain, "test_forget": sets.test_forget, "test_retain": sets.test_retain}
-    if config.method in ("esd", "ga"):
+    if not config.implementation.uses_retain_set:
         groups["retain"] = []  # never used: don't spend the sampler on it
     # One stream over every group, so the sampler's batches are full; split afterwards.
     prompts = [p for group in groups.values() for p in group]

@@ -86,6 +86,7 @@ class Method:
     """
 
     gradient_rows: ClassVar[int] = 1  # 2: a second row keeps g_f while g_r is computed
+    uses_retain_set: ClassVar[bool] = False  # False: the retain latents are never generated
 
     def __init__(self, config: MethodConfig, trainer: Any):
         self.config, self.trainer = config, trainer

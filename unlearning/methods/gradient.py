@@ -61,6 +61,7 @@ class CombinedGradient(ForgetGradient):
     """d = a g_f + b g_r with (a, b) from `coefficients`; a hinged step (g_f = 0) takes d = w g_r."""
 
     gradient_rows: ClassVar[int] = 2
+    uses_retain_set: ClassVar[bool] = True
 
     def coefficients(self, ff: float, rr: float, fr: float) -> tuple[float, float]:
         raise NotImplementedError
