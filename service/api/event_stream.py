@@ -17,7 +17,7 @@ from sqlalchemy import select
 from service import jobs
 from service.api.present import event_public
 from service.models import Job
-from service.problems import Problem
+from service.problems import field_problem
 
 KEEP_ALIVE_S = 15.0
 BATCH = 500
@@ -35,7 +35,7 @@ def resume_after(last_event_id: str | None, after: int) -> int:
     value = last_event_id.strip()
     if not EVENT_ID.fullmatch(value) or int(value) > LARGEST_EVENT_ID:
         message = f"must be an event id (an integer from 0 to {LARGEST_EVENT_ID})"
-        raise Problem(400, f"Last-Event-ID: {message}", [{"field": "Last-Event-ID", "message": message}], "invalid_header")
+        raise field_problem("Last-Event-ID", message, status=400, code="invalid_header")
     return int(value)
 
 
