@@ -12,6 +12,8 @@ from sqlalchemy import exc
 
 from service import jobs
 from service.db import make_engine, migrate, session_factory
+from tests.workers.conftest import Deployment, make_deployment
+from tests.workers.test_worker_jobs import wait_for_status
 from tests.workers.worker_harness import TcpProxy, wait_until
 from workers.heartbeat import Heartbeat
 
@@ -141,3 +143,38 @@ def test_with_the_real_database_cut_away_the_lease_lapses(postgres_url, caplog):
     finally:
         proxy.cut()
         engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_worker_cut_off_from_the_database_past_its_lease_stops_and_another_publishes_the_one_version(
+    tmp_path, postgres_url, redis_url, tiny_base, workers
+):
+    deployment = make_deployment(tmp_path / "data", postgres_url, redis_url, lease_s=3.0)
+    deployment.register_base(tiny_base)
+    proxy = TcpProxy(target_port=5432)
+    proxy.start()
+    cut_off = Deployment(deployment.settings.model_copy(
+        update={"database_url": postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")}))
+    workers.append(first := cut_off.start_worker("first.log"))
+    try:
+        job_id = deployment.submit(["cat"], hyperparameters={"steps": 200, "num_prompts": 2, "batch_size": 1,
+                                                              "generation_steps": 1, "save_every": 5, "eval_prompts": 1})
+        wait_until(lambda: (deployment.job(job_id).progress_step or 0) >= 5, 120, "step 5 on the first worker")
+        workers.append(deployment.start_worker("second.log"))
+
+        proxy.cut()
+        first.wait_for_output("lease lapsed", timeout_s=30)
+        # It stops mid-training and returns None: it leaves the job to its next owner.
+        first.wait_for_output(f"Task lethe.run_job[{job_id}] succeeded in", timeout_s=30)
+        returned = next(line for line in first.output().splitlines() if f"Task lethe.run_job[{job_id}] succ" in line)
+        assert returned.endswith(": None")
+        assert [v.version for v in deployment.versions()] == [1]
+        proxy.start()  # the first worker may reach the database again: it must have nothing left to write
+
+        job = wait_for_status(deployment, job_id, jobs.TERMINAL, timeout_s=180)
+        assert (job.status, job.attempt, job.result) == ("succeeded", 2, {"model": "tiny", "version": 2})
+        assert [(v.version, v.job_id) for v in deployment.versions()] == [(2, job_id), (1, None)]
+        assert any("queued again for attempt 2" in e.message for e in deployment.events(job_id))
+    finally:
+        proxy.cut()
+        deployment.close()
