@@ -11,8 +11,9 @@ states and keeps the database informed:
   uploaded after each save (every `save_every` steps, and when the loop stops on request)
   and deleted when the job ends. This worker's disk keeps no copy once the attempt is over;
 - on its worker's shutdown (SIGTERM, workers/shutdown.py) the loop stops at its next step,
-  saves and uploads the state, and the job goes back to `queued` at once (`jobs.release`)
-  and is published again: another worker resumes it without waiting for the lease to lapse;
+  saves and uploads the state, and the job goes back to `queued` at once (`jobs.release`);
+  the worker's main process publishes it again as it exits, and another worker resumes it
+  without waiting for the lease to lapse;
 - publish the out folder as the next version (idempotent: one version per job); the
   transaction that inserts it also ends the job `succeeded`, if a cancel or another worker
   has not taken it meanwhile (then nothing is published).
@@ -44,11 +45,9 @@ from service.db import make_engine, session_factory
 from service.models import Job
 from service.storage import Storage, open_storage
 from workers import shutdown
-from workers.app import make_celery
 from workers.db_retry import retry_db
 from workers.heartbeat import Heartbeat
 from workers.materialise import materialise
-from workers.queue import enqueue
 from workers.reporting import Reporter
 
 log = logging.getLogger(__name__)
@@ -187,7 +186,8 @@ class JobRun:
         return Outcome(None)
 
     def _hand_back(self, step: int) -> bool:
-        """Queue the job again now and publish it, for another worker to resume from the stored state."""
+        """Queue the job again now, for another worker to resume from the stored state (the
+        worker's main process publishes it as it exits: workers/shutdown.py)."""
         try:
             released = retry_db(lambda: self.call(jobs.release, self.job_id, self.worker, step),
                                 deadline_s=HAND_BACK_DEADLINE_S, what=f"release {self.job_id}")
@@ -197,7 +197,6 @@ class JobRun:
             return False
         if released:
             log.info("job %s: shutting down at step %d; queued again", self.job_id, step)
-            enqueue(make_celery(self.settings), self.job_id)  # if the broker is away, the reconciler publishes it
         return released
 
     def _restore_state(self) -> Path:

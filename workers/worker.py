@@ -3,7 +3,8 @@
 The parent process consumes from the `gpu` queue and forks a fresh child for each task
 (`-c 1`, max one task per child); only the child imports torch and touches the GPU.
 On a warm shutdown (SIGTERM, SIGINT) the parent passes SIGTERM on to the child, whose job
-then saves its state and goes back to the queue for another worker (workers/shutdown.py).
+then saves its state and goes back to the queue, and the parent publishes it again once it
+has stopped consuming, for another worker to resume (workers/shutdown.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from service.db import make_engine, session_factory
 from workers.app import make_celery
 from workers.queue import GPU_QUEUE
 from workers.reconciler import Reconciler
-from workers.shutdown import forward_to_children
+from workers.shutdown import forward_to_children, publish_handed_back, running_jobs
 from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
@@ -34,17 +35,27 @@ def make_worker_app(settings) -> Celery:
 def run_worker(settings, name: str | None = None, loglevel: str = "INFO") -> None:
     app = make_worker_app(settings)
     engine = make_engine(settings.database_url)
-    reconciler = Reconciler(settings, app, session_factory(engine))
+    sessions = session_factory(engine)
+    reconciler = Reconciler(settings, app, sessions)
+    handing_back: list[str] = []  # the jobs this worker ran when its shutdown began
 
     def forget_parent_connections(**_):
         # A forked child must never use (or close) the parent's pooled connections.
         engine.dispose(close=False)
         log.debug("task child %d ready", os.getpid())
 
+    def ask_jobs_to_hand_back(**_):  # inside Celery's signal handler: quick, no database or broker
+        handing_back.extend(running_jobs())
+        forward_to_children()
+
+    def stop(**_):  # consumer stopped, pool done
+        reconciler.stop()
+        publish_handed_back(app, sessions, handing_back)
+
     signals.worker_ready.connect(lambda **_: reconciler.start(), weak=False)
     signals.worker_process_init.connect(forget_parent_connections, weak=False)
-    signals.worker_shutting_down.connect(lambda **_: forward_to_children(), weak=False)
-    signals.worker_shutdown.connect(lambda **_: reconciler.stop(), weak=False)
+    signals.worker_shutting_down.connect(ask_jobs_to_hand_back, weak=False)
+    signals.worker_shutdown.connect(stop, weak=False)
     app.worker_main([
         "worker", "--queues", GPU_QUEUE, "--concurrency", "1", "--pool", "prefork",
         "--max-tasks-per-child", "1", "--hostname", name or f"lethe-{os.getpid()}@{socket.gethostname()}",

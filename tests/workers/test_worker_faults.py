@@ -19,7 +19,7 @@ from service import jobs
 from service.storage import open_storage
 from tests.workers.conftest import Deployment, make_deployment
 from tests.workers.test_worker_jobs import wait_for_status
-from tests.workers.worker_harness import PrivateRedis, TcpProxy, wait_until
+from tests.workers.worker_harness import PrivateRedis, TcpProxy, start_http, wait_until
 from workers.job_run import state_key
 
 pytestmark = pytest.mark.slow
@@ -62,16 +62,18 @@ def test_a_worker_killed_mid_job_resumes_on_a_new_worker_and_one_version_is_publ
     assert not (tmp_path / "second" / "work" / job_id).exists()
 
 
+# No periodic save: a state the next attempt resumes from can only be the one saved on SIGTERM.
+SAVED_ONLY_ON_STOP = {"steps": 300, "num_prompts": 2, "batch_size": 1, "generation_steps": 1, "save_every": 1000,
+                      "eval_prompts": 1}
+
+
 def test_a_worker_stopped_with_sigterm_hands_its_job_to_another_at_once(tmp_path, postgres_url, redis_url, tiny_base,
                                                                          workers):
     # A lease and a republish delay far beyond the test: only the handover can move the job.
     deployment = make_deployment(tmp_path / "data", postgres_url, redis_url, lease_s=600, republish_after_s=600)
     deployment.register_base(tiny_base)
     workers.append(first := deployment.start_worker("first.log", data_dir=tmp_path / "first"))
-    # No periodic save: the state the second worker resumes from can only be the one saved on SIGTERM.
-    long_job = {"steps": 300, "num_prompts": 2, "batch_size": 1, "generation_steps": 1, "save_every": 1000,
-                "eval_prompts": 1}
-    job_id = deployment.submit(["cat"], hyperparameters=long_job)
+    job_id = deployment.submit(["cat"], hyperparameters=SAVED_ONLY_ON_STOP)
     wait_until(lambda: (deployment.job(job_id).progress_step or 0) >= 5
                and deployment.job(job_id).progress_stage == "unlearning", 120, "step 5 of the first attempt")
 
@@ -93,6 +95,30 @@ def test_a_worker_stopped_with_sigterm_hands_its_job_to_another_at_once(tmp_path
     assert [(v.version, v.job_id) for v in deployment.versions()] == [(2, job_id), (1, None)]
     assert first_unlearning_step_after(deployment, job_id, "shut down at step") == stopped_step  # where it stopped
     assert not stored_state(deployment, job_id, tmp_path)
+    deployment.close()
+
+
+def test_a_job_running_when_lethe_serve_stops_resumes_where_it_stopped_at_the_next_start(tmp_path, tiny_base, workers):
+    # Embedded: the filesystem broker, polled by the stopping worker for a while after SIGTERM.
+    deployment = make_deployment(tmp_path / "data", "", "filesystem://", lease_s=600, republish_after_s=600)
+    deployment.register_base(tiny_base)
+    server, _ = start_http("serve", deployment.env(), tmp_path / "serve.log")
+    workers.append(server)
+    job_id = deployment.submit(["cat"], hyperparameters=SAVED_ONLY_ON_STOP)
+    wait_until(lambda: (deployment.job(job_id).progress_step or 0) >= 5
+               and deployment.job(job_id).progress_stage == "unlearning", 120, "step 5")
+
+    server.process.send_signal(signal.SIGTERM)  # `serve` stops its worker with SIGTERM
+    assert server.process.wait(30) == 0
+    job = deployment.job(job_id)
+    assert (job.status, job.attempt) == ("queued", 1)  # handed back, not taken again by the stopping worker
+    workers.append(start_http("serve", deployment.env(), tmp_path / "serve-again.log")[0])
+    job = wait_for_status(deployment, job_id, jobs.TERMINAL, timeout_s=120)
+
+    assert (job.status, job.attempt) == ("succeeded", 2)
+    assert [v.version for v in deployment.versions()] == [2, 1]
+    stopped_step = next(e for e in deployment.events(job_id) if "shut down at step" in e.message).data["step"]
+    assert first_unlearning_step_after(deployment, job_id, "shut down at step") == stopped_step > 0
     deployment.close()
 
 
