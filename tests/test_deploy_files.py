@@ -159,7 +159,15 @@ def test_state_lives_on_named_volumes(compose, services):
             if not source.startswith(("/", ".", "$")):
                 assert source in declared, f"{name} mounts undeclared volume {source}"
     worker_volumes = {services[w]["volumes"][0].split(":")[0] for w in WORKERS}
-    assert len(worker_volumes) == len(WORKERS)  # each worker its own cache and work folder
+    assert len(worker_volumes) == len(WORKERS)  # each worker its own caches and scratch folder
+
+
+def test_a_stopped_worker_has_time_to_hand_its_job_over(services):
+    # On SIGTERM the job saves and uploads its state (GBs for a whole UNet) before it exits.
+    for name in WORKERS:
+        grace = re.fullmatch(r"(\d+)(s|m)", services[name]["stop_grace_period"])
+        assert grace, name
+        assert int(grace[1]) * {"s": 1, "m": 60}[grace[2]] >= 120, name
 
 
 def test_dockerfile_has_a_cuda_base_a_user_and_a_health_check(dockerfile):
