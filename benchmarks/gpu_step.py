@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import sd15
+from unlearning.families import Conditioning
 from unlearning.methods import make_config, validate
 from unlearning.noise import TrainingNoise
 from unlearning.train import TrainingData, Unlearner
@@ -48,7 +49,7 @@ def random_data(tiny: bool, pairs: int) -> TrainingData:
     g = torch.Generator().manual_seed(0)
     size, width = sd15.latent_size(tiny), 32 if tiny else 768
     latents = lambda: torch.randn(pairs, 4, size, size, generator=g)  # noqa: E731
-    embeds = lambda: torch.randn(pairs, 77, width, generator=g)  # noqa: E731
+    embeds = lambda: Conditioning(torch.randn(pairs, 77, width, generator=g))  # noqa: E731
     return TrainingData(latents(), embeds(), latents(), embeds(), embeds()[:1])
 
 
@@ -109,8 +110,8 @@ def reference_step(args, device) -> dict:
         pred = unet(scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=embeds).sample
         return F.mse_loss(pred, noise)
 
-    forget = (data.forget_latents.to(device), data.forget_embeds.to(device))
-    retain = (data.retain_latents.to(device), data.retain_embeds.to(device))
+    forget = (data.forget_latents.to(device), data.forget_conditioning.encoder_hidden_states.to(device))
+    retain = (data.retain_latents.to(device), data.retain_conditioning.encoder_hidden_states.to(device))
 
     def step():
         optimizer.zero_grad()

@@ -1,7 +1,7 @@
 """`erase`: one whole erasure, from a base pipeline folder to a result folder.
 
 Stages (each reported through the callbacks): preparing (prompt sets, the original model's
-latents, text embeddings), unlearning (the steps), evaluating (held-out losses and sample
+latents, their conditioning), unlearning (the steps), evaluating (held-out losses and sample
 grids, before and after), writing (the result folder, published by one rename).
 """
 
@@ -19,7 +19,8 @@ from .errors import Stopped
 from .evaluate import Evaluation
 from .fingerprint import model_fingerprint
 from .job import Job, manifest_of, prepare_job
-from .latents import LatentCache, encode_prompts, generate_latents, sample_seeds
+from .families import image_size
+from .latents import LatentCache, encode_prompts, encode_unconditional, generate_latents, sample_seeds
 from .noise import TrainingNoise
 from .output import write_result
 from .pipeline import load_pipeline
@@ -41,16 +42,21 @@ class EraseResult:
 def erase(
     base, concepts, out, *, method: str = methods.DEFAULT_METHOD, preserve=(), prompts: dict | None = None,
     hyperparameters: dict | None = None, seed: int = 0, cache_dir=None, state_dir=None,
-    callbacks: Callbacks | None = None, lineage: dict | None = None, device=None,
+    callbacks: Callbacks | None = None, lineage: dict | None = None, device=None, allow_pickle: bool = False,
 ) -> EraseResult:
-    """Erase `concepts` from the pipeline at `base`; write the result folder at `out`."""
-    job = prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed)
+    """Erase `concepts` from the pipeline at `base`; write the result folder at `out`.
+
+    `base` is a diffusers folder of a family in `unlearning.families` (SD 1.x/2.x, SDXL), with
+    safetensors weights (fp16 variants are upcast). `allow_pickle` also loads pickle weights
+    (.bin, .ckpt, .pt), which run code when loaded: only for a folder you trust.
+    """
+    job = prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed, allow_pickle)
     callbacks = callbacks or Callbacks()
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
     callbacks.on_progress("preparing", 0, 1)
-    pipe = load_pipeline(job.base, device)
+    pipe = load_pipeline(job.base, device, allow_pickle)
     noise = TrainingNoise(pipe.scheduler.config)  # refuses a prediction type it cannot train, before any work
     config = job.config
     sets = build_prompt_sets(job.concepts, config.num_prompts, job.seed, job.preserve, job.prompts,
@@ -96,16 +102,15 @@ def erase(
 
 
 def make_training_data(pipe, sets: PromptSets, job: Job, fingerprint: str, cache_dir, callbacks: Callbacks):
-    """Latents (cached by the base's `fingerprint`) and text embeddings for the training pairs and the held-out prompts."""
+    """Latents (cached by the base's `fingerprint`) and conditioning for the training pairs and the held-out prompts."""
     config = job.config
     # One file per batch of the stream (latents.py); "latents/" held the older one-per-latent files.
     cache = LatentCache(Path(cache_dir) / "latent-batches" if cache_dir is not None else None)
-    scale = pipe.vae_scale_factor
     settings = {
         "steps": config.generation_steps,
         "guidance_scale": config.guidance_scale,
-        "height": pipe.unet.config.sample_size * scale,
-        "width": pipe.unet.config.sample_size * scale,
+        "height": image_size(pipe),
+        "width": image_size(pipe),
         "scheduler": pipe.scheduler.config["_class_name"],
     }
     groups = {"forget": sets.forget, "retain": sets.retain, "test_forget": sets.test_forget, "test_retain": sets.test_retain}
@@ -121,15 +126,16 @@ def make_training_data(pipe, sets: PromptSets, job: Job, fingerprint: str, cache
             raise Stopped(0)
 
     all_latents = generate_latents(pipe, prompts, seeds, settings, cache, fingerprint, config.generation_batch_size, progress)
-    all_embeds = encode_prompts(pipe, prompts)
-    latents, embeds, start = {}, {}, 0
+    all_conditioning = encode_prompts(pipe, prompts)
+    latents, conditioning, start = {}, {}, 0
     for name, group in groups.items():
-        latents[name], embeds[name] = all_latents[start:start + len(group)], all_embeds[start:start + len(group)]
+        rows = slice(start, start + len(group))
+        latents[name], conditioning[name] = all_latents[rows], all_conditioning[rows]
         start += len(group)
-    uncond = encode_prompts(pipe, [""])
-    data = TrainingData(latents["forget"], embeds["forget"], latents["retain"], embeds["retain"], uncond)
+    data = TrainingData(latents["forget"], conditioning["forget"], latents["retain"], conditioning["retain"],
+                        encode_unconditional(pipe))
     test = {
-        "forget": (latents["test_forget"], embeds["test_forget"], sets.test_forget),
-        "retain": (latents["test_retain"], embeds["test_retain"], sets.test_retain),
+        "forget": (latents["test_forget"], conditioning["test_forget"], sets.test_forget),
+        "retain": (latents["test_retain"], conditioning["test_retain"], sets.test_retain),
     }
     return data, test

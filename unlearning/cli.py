@@ -25,10 +25,13 @@ def default_cache_dir() -> Path:
 def parser() -> argparse.ArgumentParser:
     from .methods import DEFAULT_METHOD, METHOD_IDS
 
-    top = argparse.ArgumentParser(prog="python -m unlearning", description="Erase concepts from a Stable Diffusion pipeline folder.")
+    top = argparse.ArgumentParser(prog="python -m unlearning", description="Erase concepts from a Stable Diffusion (1.x, 2.x, XL) pipeline folder.")
     commands = top.add_subparsers(dest="command", required=True)
     erase = commands.add_parser("erase", help="erase one or more concepts and write a new pipeline folder")
-    erase.add_argument("--base", required=True, type=Path, help="a local diffusers Stable Diffusion folder")
+    erase.add_argument("--base", required=True, type=Path,
+                       help="a local diffusers folder: Stable Diffusion 1.x, 2.x or XL (base), safetensors weights")
+    erase.add_argument("--allow-pickle", action="store_true",
+                       help="also load pickle weights (.bin, .ckpt, .pt), which run code when loaded: only for a folder you trust")
     erase.add_argument("--concept", required=True, action="append", dest="concepts", help="a concept to erase (repeatable)")
     erase.add_argument("--preserve", action="append", default=[], help="a related concept to keep (repeatable)")
     erase.add_argument("--synonym", action="append", default=[], help="another name of the concept (repeatable)")
@@ -114,7 +117,7 @@ def run_erase(args) -> int:
 
     # Check everything before the heavy imports, so a mistake is answered at once.
     prepare_job(args.base, args.concepts, args.out, args.method, args.preserve, user_prompts(args),
-                hyperparameters(args), args.seed)
+                hyperparameters(args), args.seed, args.allow_pickle)
     from .api import erase
     from .callbacks import Callbacks
 
@@ -126,7 +129,7 @@ def run_erase(args) -> int:
             args.base, args.concepts, args.out, method=args.method, preserve=args.preserve,
             prompts=user_prompts(args), hyperparameters=hyperparameters(args), seed=args.seed,
             cache_dir=args.cache_dir, state_dir=args.state_dir, device=args.device,
-            callbacks=Callbacks(on_progress=bars),
+            callbacks=Callbacks(on_progress=bars), allow_pickle=args.allow_pickle,
         )
     finally:
         bars.close()

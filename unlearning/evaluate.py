@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from .families import Conditioning
 from .noise import TrainingNoise
 from .pipeline import autocast
 from .train import denoising_loss, seeded_generator
@@ -21,11 +22,11 @@ LOSS_DRAWS = 4  # noise draws per held-out latent; fixed, so before and after se
 
 
 @torch.no_grad()
-def held_out_loss(unet, noise: TrainingNoise, latents, embeds, seed: int, device) -> float:
+def held_out_loss(unet, noise: TrainingNoise, latents, conditioning: Conditioning, seed: int, device) -> float:
     if latents.shape[0] == 0:
         return float("nan")
     generator = seeded_generator(seed, "evaluation")
-    losses = [denoising_loss(unet, noise, latents, embeds, generator, device).item() for _ in range(LOSS_DRAWS)]
+    losses = [denoising_loss(unet, noise, latents, conditioning, generator, device).item() for _ in range(LOSS_DRAWS)]
     return sum(losses) / len(losses)
 
 
@@ -56,8 +57,8 @@ class Evaluation:
     def measure(self, when: str) -> None:
         pipe = self.pipe
         for part in ("forget", "retain"):
-            latents, embeds, prompts = self.test[part]
-            self.metrics[f"{part}_loss_{when}"] = held_out_loss(pipe.unet, self.noise, latents, embeds, self.seed, pipe.device)
+            latents, conditioning, prompts = self.test[part]
+            self.metrics[f"{part}_loss_{when}"] = held_out_loss(pipe.unet, self.noise, latents, conditioning, self.seed, pipe.device)
             grid = sample_grid(pipe, prompts[: self.num_samples], self.seed, self.steps, self.guidance_scale)
             if grid is not None:
                 self.grids[f"{part}_{when}.png"] = grid

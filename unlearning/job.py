@@ -41,8 +41,8 @@ class Job:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed) -> Job:
-    base = check_pipeline_folder(base)
+def prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed, allow_pickle: bool = False) -> Job:
+    base = check_pipeline_folder(base, allow_pickle)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise InvalidInput("seed", f"must be an integer from 0 to {2**32 - 1}, got {seed!r}")
     out = check_out_folder(out)

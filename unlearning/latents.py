@@ -1,4 +1,4 @@
-"""Training data: the original model's own latents for every prompt, and text embeddings.
+"""Training data: the original model's own latents for every prompt, and their conditioning.
 
 The sampler's final latents are kept as they are (already in the VAE's scaled latent space),
 never decoded to images and re-encoded.
@@ -34,6 +34,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .families import Conditioning, family_of
 from .pipeline import autocast
 
 
@@ -155,12 +156,18 @@ def _sample(pipe, prompts: list[str], seeds: list[int], settings: dict) -> torch
 
 
 @torch.no_grad()
-def encode_prompts(pipe, prompts: list[str], batch_size: int = 64) -> torch.Tensor:
-    """(N, L, D) text-encoder states for the prompts, each distinct prompt encoded once."""
+def encode_prompts(pipe, prompts: list[str], batch_size: int = 64) -> Conditioning:
+    """The UNet's conditioning for the prompts, row for row, each distinct prompt encoded once
+    (by the pipeline's family: text states, and SDXL's pooled embeddings and time ids)."""
+    family = family_of(pipe)
     unique = sorted(set(prompts))
-    states = {}
-    for start in range(0, len(unique), batch_size):
-        chunk = unique[start:start + batch_size]
-        embeds, _ = pipe.encode_prompt(chunk, pipe.device, 1, False)
-        states.update(zip(chunk, embeds.float()))
-    return torch.stack([states[p] for p in prompts])
+    parts = [family.encode(pipe, unique[start:start + batch_size]) for start in range(0, len(unique), batch_size)]
+    encoded = Conditioning.concatenate(parts)
+    row = {prompt: i for i, prompt in enumerate(unique)}
+    return encoded[torch.tensor([row[p] for p in prompts], dtype=torch.long)]
+
+
+@torch.no_grad()
+def encode_unconditional(pipe) -> Conditioning:
+    """One row: what the pipeline's classifier-free guidance conditions its unguided branch on."""
+    return family_of(pipe).unconditional(pipe)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from .callbacks import Callbacks
 from .errors import InvalidInput, Stopped
+from .families import Conditioning
 from .methods.gradient import gram
 from .noise import TrainingNoise
 from .pipeline import autocast
@@ -32,11 +33,13 @@ from .pipeline import autocast
 
 @dataclass
 class TrainingData:
+    """Latents and what the UNet is conditioned on (the family's `Conditioning`), row for row."""
+
     forget_latents: torch.Tensor  # (N, C, h, w), scaled latent space
-    forget_embeds: torch.Tensor  # (N, L, D)
+    forget_conditioning: Conditioning  # N rows
     retain_latents: torch.Tensor  # (N, C, h, w); retain[i] is forget[i]'s pair
-    retain_embeds: torch.Tensor  # (N, L, D)
-    uncond_embeds: torch.Tensor  # (1, L, D), the empty prompt (ESD)
+    retain_conditioning: Conditioning  # N rows
+    unconditional: Conditioning  # 1 row: the unguided branch (ESD)
 
 
 def trainable_parameters(unet: torch.nn.Module, which: str) -> list[tuple[str, torch.nn.Parameter]]:
@@ -47,16 +50,16 @@ def trainable_parameters(unet: torch.nn.Module, which: str) -> list[tuple[str, t
     return named
 
 
-def prediction(unet, noisy, t, embeds, device: torch.device) -> torch.Tensor:
+def prediction(unet, noisy, t, conditioning: Conditioning, device: torch.device) -> torch.Tensor:
     """The UNet's output at (z_t, t, c), under the device's autocast."""
     with autocast(device):
-        return unet(noisy, t, encoder_hidden_states=embeds.to(device)).sample
+        return unet(noisy, t, **conditioning.to(device).unet_inputs()).sample
 
 
-def denoising_loss(unet, noise: TrainingNoise, latents, embeds, generator, device) -> torch.Tensor:
+def denoising_loss(unet, noise: TrainingNoise, latents, conditioning: Conditioning, generator, device) -> torch.Tensor:
     """mean((e_theta(z_t, t, c) - target)^2), the target by the model's prediction type."""
     noisy, drawn, t, clean = noise.noised(latents, generator, device)
-    pred = prediction(unet, noisy, t, embeds, device)
+    pred = prediction(unet, noisy, t, conditioning, device)
     return F.mse_loss(pred.float(), noise.target(clean, drawn, t).float())
 
 
@@ -133,15 +136,15 @@ class Unlearner:
 
     # --- what a method asks of the trainer ------------------------------------------------
 
-    def denoising_loss(self, latents, embeds, generator) -> torch.Tensor:
-        return denoising_loss(self.unet, self.noise, latents, embeds, generator, self.device)
+    def denoising_loss(self, latents, conditioning: Conditioning, generator) -> torch.Tensor:
+        return denoising_loss(self.unet, self.noise, latents, conditioning, generator, self.device)
 
-    def prediction(self, noisy, t, embeds, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def prediction(self, noisy, t, conditioning: Conditioning, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The UNet's output; with `weights`, of the UNet with those tensors in place (no graph, eval mode)."""
         if weights is None:
-            return prediction(self.unet, noisy, t, embeds, self.device)
+            return prediction(self.unet, noisy, t, conditioning, self.device)
         with torch.no_grad(), evaluation_mode(self.unet), autocast(self.device):
-            args, kwargs = (noisy, t), {"encoder_hidden_states": embeds.to(self.device)}
+            args, kwargs = (noisy, t), conditioning.to(self.device).unet_inputs()
             return torch.func.functional_call(self.unet, weights, args, kwargs).sample
 
     # --- one step -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from unlearning import restricted_gradient
+from unlearning.families import Conditioning
 from unlearning.methods import make_config
 from unlearning.noise import TrainingNoise
 from unlearning.tiny import tiny_unet
@@ -34,7 +35,8 @@ def sample_noise() -> TrainingNoise:
 
 def trainer(method: str, retain_sign: float, **settings) -> Unlearner:
     torch.manual_seed(0)
-    data = TrainingData(FORGET, EMBEDS, retain_sign * FORGET, EMBEDS, EMBEDS[:1])
+    text = Conditioning(EMBEDS)
+    data = TrainingData(FORGET, text, retain_sign * FORGET, text, text[:1])
     config = make_config(method, {"batch_size": 2, "learning_rate": 1e-3, **settings})
     return Unlearner(tiny_unet(), sample_noise(), config, data, SEED, CPU)
 
@@ -46,13 +48,13 @@ def separate_gradients(unlearner: Unlearner) -> tuple[torch.Tensor, torch.Tensor
     batch = batch_indices(SEED, unlearner.step_index, unlearner.config.batch_size, len(data.forget_latents))
     generator = seeded_generator(SEED, "step", unlearner.step_index)
 
-    def gradient(latents, embeds) -> torch.Tensor:
+    def gradient(latents, conditioning: Conditioning) -> torch.Tensor:
         z_t, eps, t, z_0 = noise.noised(latents[batch], generator, CPU)
-        loss = F.mse_loss(unet(z_t, t, encoder_hidden_states=embeds[batch]).sample, z_0)
+        loss = F.mse_loss(unet(z_t, t, encoder_hidden_states=conditioning.encoder_hidden_states[batch]).sample, z_0)
         return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
 
-    g_f = -gradient(data.forget_latents, data.forget_embeds)
-    g_r = gradient(data.retain_latents, data.retain_embeds)
+    g_f = -gradient(data.forget_latents, data.forget_conditioning)
+    g_r = gradient(data.retain_latents, data.retain_conditioning)
     return g_f, g_r
 
 

@@ -53,16 +53,17 @@ def test_a_new_method_runs_on_the_trainer_unchanged(retain_only):
 
     from unlearning.noise import TrainingNoise
     from unlearning.tiny import tiny_unet
+    from unlearning.families import Conditioning
     from unlearning.train import TrainingData, Unlearner, batch_indices, denoising_loss, seeded_generator
 
     cpu = torch.device("cpu")
-    latents, embeds = torch.randn(2, 4, 8, 8), torch.randn(2, 6, 32)
-    data = TrainingData(latents, embeds, latents.flip(0), embeds, embeds[:1])
+    latents, text = torch.randn(2, 4, 8, 8), Conditioning(torch.randn(2, 6, 32))
+    data = TrainingData(latents, text, latents.flip(0), text, text[:1])
     unlearner = Unlearner(tiny_unet(), TrainingNoise(DDIMScheduler().config), retain_only, data, 0, cpu)
     params = [p for _, p in unlearner.named]
     batch, generator = batch_indices(0, 0, 2, 2), seeded_generator(0, "step", 0)
     unlearner.noise.noised(latents[batch], generator, cpu)  # the forget pass's draws
-    retain_loss = denoising_loss(unlearner.unet, unlearner.noise, data.retain_latents[batch], embeds[batch], generator, cpu)
+    retain_loss = denoising_loss(unlearner.unet, unlearner.noise, data.retain_latents[batch], text[batch], generator, cpu)
     g_r = torch.cat([g.flatten() for g in torch.autograd.grad(retain_loss, params)])
     record = unlearner.update_direction()
     assert torch.equal(unlearner.grads.buffer, g_r) and record["retain_loss"] == retain_loss.item()

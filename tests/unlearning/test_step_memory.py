@@ -12,6 +12,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from unlearning import Callbacks
+from unlearning.families import Conditioning
 from unlearning.methods import make_config
 from unlearning.noise import TrainingNoise
 from unlearning.tiny import tiny_unet
@@ -23,8 +24,8 @@ CPU = torch.device("cpu")
 def random_data(pairs: int = 4) -> TrainingData:
     g = torch.Generator().manual_seed(0)
     latents = lambda: torch.randn(pairs, 4, 8, 8, generator=g)  # noqa: E731
-    embeds = lambda: torch.randn(pairs, 6, 32, generator=g)  # noqa: E731
-    return TrainingData(latents(), embeds(), latents(), embeds(), embeds()[:1])
+    text = lambda: Conditioning(torch.randn(pairs, 6, 32, generator=g))  # noqa: E731
+    return TrainingData(latents(), text(), latents(), text(), text()[:1])
 
 
 def trainer(method: str = "rg", **settings) -> Unlearner:
@@ -129,10 +130,10 @@ def test_esd_keeps_only_the_trainable_tensors_and_its_target_is_the_originals():
     for _ in range(3):
         unlearner.step()
     assert any(not torch.equal(p, original.get_parameter(n)) for n, p in unlearner.named)
-    z_t, t, embeds = torch.randn(2, 4, 8, 8), torch.tensor([10, 900]), unlearner.data.forget_embeds[:2]
-    frozen = unlearner.prediction(z_t, t, embeds, weights=unlearner.method.frozen)
+    z_t, t, text = torch.randn(2, 4, 8, 8), torch.tensor([10, 900]), unlearner.data.forget_conditioning[:2]
+    frozen = unlearner.prediction(z_t, t, text, weights=unlearner.method.frozen)
     with torch.no_grad():
-        assert torch.equal(frozen, original(z_t, t, encoder_hidden_states=embeds).sample)
+        assert torch.equal(frozen, original(z_t, t, **text.unet_inputs()).sample)
     assert unlearner.unet.training and frozen.grad_fn is None
 
 

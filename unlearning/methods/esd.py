@@ -30,8 +30,8 @@ class ErasedStableDiffusion(Method):
         import torch.nn.functional as F
 
         trainer, data = self.trainer, self.trainer.data
-        cond = data.forget_embeds[batch]  # (B, L, D)
-        uncond = data.uncond_embeds.expand_as(cond)
+        cond = data.forget_conditioning[batch]  # B rows
+        uncond = data.unconditional.expand(len(cond))
         noisy, _, t, _ = trainer.noise.noised(data.forget_latents[batch], generator, trainer.device)
         frozen_cond = trainer.prediction(noisy, t, cond, weights=self.frozen).float()
         frozen_uncond = trainer.prediction(noisy, t, uncond, weights=self.frozen).float()

@@ -44,7 +44,7 @@ class ForgetGradient(Method):
     def forget_pass(self, batch, generator) -> tuple[float, bool]:
         """Leave g_f (or nothing, under the hinge) in the buffer; return (L_f, hinged)."""
         data = self.trainer.data
-        loss = self.trainer.denoising_loss(data.forget_latents[batch], data.forget_embeds[batch], generator)
+        loss = self.trainer.denoising_loss(data.forget_latents[batch], data.forget_conditioning[batch], generator)
         value = loss.item()
         ceiling = self.config.forget_loss_ceiling
         hinged = ceiling is not None and value > ceiling
@@ -85,6 +85,6 @@ class CombinedGradient(ForgetGradient):
     def retain_pass(self, batch, generator) -> float:
         """Leave g_r = grad L_r in the buffer; return L_r."""
         data = self.trainer.data
-        loss = self.trainer.denoising_loss(data.retain_latents[batch], data.retain_embeds[batch], generator)
+        loss = self.trainer.denoising_loss(data.retain_latents[batch], data.retain_conditioning[batch], generator)
         loss.backward()
         return loss.item()
