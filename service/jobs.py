@@ -239,11 +239,13 @@ def release(session: Session, job_id: str, worker: str, step: int) -> bool:
     """Hand a running job back to the queue because `worker` is shutting down; commit.
 
     `running -> queued` now, not once the lease would go stale, so that any worker resumes
-    it from its stored state at once. Only the lease holder may: the lease is cleared and
-    the attempt count kept (it counts starts). False: the job is not `running` under
-    `worker` (cancelling, ended, or taken over); nothing changes.
+    it from its stored state at once. Only the lease holder may: the lease is cleared, and
+    the attempt given back (a clean handover is not a failure: rolling restarts of the
+    workers must not use up `max_attempts`). False: the job is not `running` under `worker`
+    (cancelling, ended, or taken over); nothing changes.
     """
-    values = {"status": QUEUED, "worker": None, "heartbeat_at": None, "enqueued_at": time.time()}
+    values = {"status": QUEUED, "worker": None, "heartbeat_at": None, "enqueued_at": time.time(),
+              "attempt": Job.attempt - 1}
     query = update(Job).where(Job.id == job_id, Job.status == RUNNING, Job.worker == worker).values(**values)
     if session.execute(query).rowcount != 1:
         session.rollback()

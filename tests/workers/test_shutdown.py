@@ -39,11 +39,11 @@ def test_release_queues_the_job_again_at_once_and_only_for_the_lease_holder(sess
     assert jobs.release(session, job_id, "host:1", step=7)
 
     job = jobs.get_job(session, job_id)
-    assert (job.status, job.worker, job.heartbeat_at, job.attempt) == (jobs.QUEUED, None, None, 1)
+    assert (job.status, job.worker, job.heartbeat_at, job.attempt) == (jobs.QUEUED, None, None, 0)
     last = jobs.list_events(session, job_id)[-1]
     assert (last.message, last.data) == ("worker host:1 shut down at step 7: queued again", {"status": "queued", "step": 7})
     assert not jobs.release(session, job_id, "host:1", step=7)  # queued now: nothing to release
-    assert jobs.claim(session, job_id, "host:2").attempt == 2  # any worker takes it
+    assert jobs.claim(session, job_id, "host:2").attempt == 1  # any worker takes it; the handover used no attempt
 
 
 def test_release_leaves_a_cancelling_or_ended_job_alone(session):

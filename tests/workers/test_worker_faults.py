@@ -91,7 +91,7 @@ def test_a_worker_stopped_with_sigterm_hands_its_job_to_another_at_once(tmp_path
     workers.append(deployment.start_worker("second.log", data_dir=tmp_path / "second"))
     job = wait_for_status(deployment, job_id, jobs.TERMINAL, timeout_s=180)
 
-    assert (job.status, job.attempt, job.result) == ("succeeded", 2, {"model": "tiny", "version": 2})
+    assert (job.status, job.attempt, job.result) == ("succeeded", 1, {"model": "tiny", "version": 2})
     assert [(v.version, v.job_id) for v in deployment.versions()] == [(2, job_id), (1, None)]
     assert first_unlearning_step_after(deployment, job_id, "shut down at step") == stopped_step  # where it stopped
     assert not stored_state(deployment, job_id, tmp_path)
@@ -111,11 +111,11 @@ def test_a_job_running_when_lethe_serve_stops_resumes_where_it_stopped_at_the_ne
     server.process.send_signal(signal.SIGTERM)  # `serve` stops its worker with SIGTERM
     assert server.process.wait(30) == 0
     job = deployment.job(job_id)
-    assert (job.status, job.attempt) == ("queued", 1)  # handed back, not taken again by the stopping worker
+    assert (job.status, job.attempt) == ("queued", 0)  # handed back (no attempt used), not taken again by the stopping worker
     workers.append(start_http("serve", deployment.env(), tmp_path / "serve-again.log")[0])
     job = wait_for_status(deployment, job_id, jobs.TERMINAL, timeout_s=120)
 
-    assert (job.status, job.attempt) == ("succeeded", 2)
+    assert (job.status, job.attempt) == ("succeeded", 1)
     assert [v.version for v in deployment.versions()] == [2, 1]
     stopped_step = next(e for e in deployment.events(job_id) if "shut down at step" in e.message).data["step"]
     assert first_unlearning_step_after(deployment, job_id, "shut down at step") == stopped_step > 0
