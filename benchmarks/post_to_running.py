@@ -124,6 +124,7 @@ def run_mode(mode: str, runs: int, idle_s: float, tiny: Path) -> None:
         folder = Path(temp)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
         env |= {"LETHE_DATA_DIR": str(folder / "data"), "LETHE_API_KEYS": f"{KEY}:bench:admin",
+                "LETHE_MODEL_ROOTS": str(tiny.parent),
                 "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
         cleanup = []
         if mode == "distributed":

@@ -199,7 +199,8 @@ def main() -> int:
         data_dir = Path(folder)
         keys = f"{KEY}:other,{STREAM_KEY}:streams,{ADMIN_KEY}:ops:admin"
         env = {"LETHE_DATA_DIR": str(data_dir / "data"), "LETHE_DATABASE_URL": url, "LETHE_API_KEYS": keys,
-               "LETHE_BROKER_URL": "filesystem://", "LETHE_STORAGE_URL": "", "OMP_NUM_THREADS": "1"}  # fmt: skip
+               "LETHE_BROKER_URL": "filesystem://", "LETHE_STORAGE_URL": "", "LETHE_MODEL_ROOTS": str(data_dir),
+               "OMP_NUM_THREADS": "1"}  # fmt: skip
         port = free_port()
         with gateway(env, port, data_dir / "gateway.log") as server, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             streamed, measured = prepare(http, data_dir)

@@ -8,15 +8,26 @@ lease (a cancel or a lost lease wins: nothing is inserted). A crash before that 
 leaves blobs nobody points to, never a visible half version. A job publishes at most one
 version (the unique `job_id` column), so publishing again for the same job returns the same
 version.
+
+Registering a base reads a folder on the server that a remote admin named, so it reads only
+what lies in it: `folder_under_roots` keeps the path (resolved) under the configured model
+roots; inside, a symbolic link is followed only to a regular file inside the same folder
+(any other is refused), special files (FIFOs, devices, sockets) are refused and never
+opened, and every file is opened without following a link on any part of its path (each
+folder by `O_NOFOLLOW` relative to its parent's descriptor) and checked with `fstat` to be a
+regular file, so that a link swapped in after the check is refused, not followed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -29,8 +40,17 @@ from service.storage import Storage
 READY = "ready"
 NAME = re.compile(r"^[a-z0-9._-]{1,64}$")
 MANIFEST = "manifest.json"
+INDEX = "model_index.json"
 METRICS = "evaluation/metrics.json"
 MAX_PUBLISH_RACES = 5
+MAX_INDEX_BYTES = 1 << 20
+NO_FOLLOW = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+# Opening a FIFO for reading blocks until a writer comes; O_NONBLOCK returns at once instead.
+FILE_FLAGS = NO_FOLLOW | os.O_NONBLOCK
+FOLDER_FLAGS = NO_FOLLOW | os.O_DIRECTORY
+# Re-opening /proc/self/fd/N opens the very file the descriptor holds (Linux), so the storage,
+# which takes a path, reads the file that was checked and not whatever the path names now.
+OPEN_FILES = Path("/proc/self/fd")
 
 
 class RegistryError(ValueError):
@@ -89,15 +109,32 @@ def list_models(session: Session, tenant: str | None) -> list[ModelVersion]:
 # -- writing -----------------------------------------------------------------------------------
 
 
+def folder_under_roots(path: str, roots: Sequence[Path]) -> Path:
+    """The real folder `path` names, if it lies under one of `roots` (both resolved: links, `..`)."""
+    if not roots:
+        raise RegistryError("source.path", "registration by server path is off: no model roots are configured "
+                                           "(LETHE_MODEL_ROOTS names the folders it may read)")
+    if not os.path.isabs(path):
+        raise RegistryError("source.path", f"must be an absolute path on the server but is {path!r}")
+    folder = Path(os.path.realpath(path))
+    if not any(folder.is_relative_to(os.path.realpath(root)) for root in roots):
+        shown = ", ".join(str(root) for root in roots)
+        resolved = "" if str(folder) == os.path.normpath(path) else f" (it resolves to {str(folder)!r})"
+        raise RegistryError("source.path", f"{path!r} is not under a model root{resolved}; LETHE_MODEL_ROOTS: {shown}")
+    return folder
+
+
 def register_base(session: Session, storage: Storage, name: str, folder: Path) -> ModelVersion:
-    """Register the diffusers folder `folder` (on this server) as version 1 of a new model."""
+    """Register the diffusers folder `folder` (on this server) as version 1 of a new model.
+
+    Only what lies in the folder is read (see the module docstring); `folder` itself is trusted
+    here, so a path from a remote caller goes through `folder_under_roots` first.
+    """
     if not NAME.match(name):
         raise RegistryError("name", f"must be 1-64 of a-z 0-9 - _ . but is {name!r}")
     if session.scalar(select(Model.id).where(Model.name == name)) is not None:
         raise NameTaken(name)
-    folder = Path(folder)
-    _check_pipeline_folder(folder)
-    files = upload_files(storage, folder)
+    files = _upload_folder(storage, Path(os.path.realpath(folder)))
     now = time.time()
     model = Model(name=name, created_at=now)
     version = ModelVersion(
@@ -224,18 +261,135 @@ def _version_of_job(session: Session, job_id: str) -> ModelVersion | None:
     return session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
 
 
-def _check_pipeline_folder(folder: Path) -> None:
-    index = folder / "model_index.json"
-    if not folder.is_dir():
-        raise RegistryError("source.path", f"{str(folder)!r} is not a folder on the server")
-    if not index.is_file():
-        raise RegistryError("source.path", f"{str(folder)!r} is not a diffusers folder: no model_index.json")
+def _upload_folder(storage: Storage, folder: Path) -> dict[str, tuple[str, int]]:
+    """Check the pipeline folder `folder` and store each of its files: {relative posix path: (sha256, size)}."""
+    root = _open_folder(folder)
     try:
-        class_name = json.loads(index.read_text()).get("_class_name", "")
+        _check_pipeline_folder(root, folder)
+        sources = _folder_files(root, folder)
+        return {path: _store_opened(storage, root, folder, source) for path, source in sources.items()}
+    finally:
+        os.close(root)
+
+
+def _open_folder(folder: Path) -> int:
+    try:
+        return os.open(folder, FOLDER_FLAGS)
+    except OSError:
+        raise RegistryError("source.path", f"{str(folder)!r} is not a folder on the server") from None
+
+
+def _folder_files(root: int, folder: Path) -> dict[str, str]:
+    """{path of each file in the folder: the path inside the folder its bytes are read from}.
+
+    The two differ only for a symbolic link, which must lead to a regular file inside the folder.
+    """
+    files = {}
+    for path, entry in _walk(root, PurePosixPath()):
+        if entry.is_symlink():
+            files[path] = _link_target_inside(folder, path)
+        elif entry.is_file(follow_symlinks=False):
+            files[path] = path
+        else:
+            raise RegistryError("source.path", f"{path} is {_kind(entry.stat(follow_symlinks=False).st_mode)}, "
+                                               "not a regular file: refused")
+    return dict(sorted(files.items()))
+
+
+def _walk(folder_fd: int, prefix: PurePosixPath) -> Iterator[tuple[str, os.DirEntry]]:
+    """(relative posix path, entry) of every non-folder under the folder open as `folder_fd`, links not followed."""
+    with os.scandir(folder_fd) as entries:
+        entries = list(entries)
+    for entry in entries:
+        path = prefix / entry.name
+        if entry.is_dir(follow_symlinks=False):
+            child = _open_inside(folder_fd, entry.name, FOLDER_FLAGS, path.as_posix())
+            try:
+                yield from _walk(child, path)
+            finally:
+                os.close(child)
+        else:
+            yield path.as_posix(), entry
+
+
+def _link_target_inside(folder: Path, path: str) -> str:
+    """Where the link `path` leads, relative to `folder`, if that is a regular file inside it."""
+    target = Path(os.path.realpath(folder / path))
+    if not target.is_relative_to(folder):
+        leads = "to outside the folder"
+    elif target.is_dir():
+        leads = "to a folder"
+    elif not target.exists():
+        leads = "that leads nowhere"
+    elif not target.is_file():
+        leads = "to a special file"
+    else:
+        return target.relative_to(folder).as_posix()
+    raise RegistryError("source.path", f"{path} is a symbolic link {leads}: refused (only links to "
+                                       "regular files inside the folder are followed)")
+
+
+def _open_file(root: int, source: str) -> int:
+    """A descriptor on the regular file `source` under `root`, following no link on the way."""
+    *folders, name = source.split("/")
+    parent = root
+    try:
+        for part in folders:
+            child = _open_inside(parent, part, FOLDER_FLAGS, source)
+            if parent != root:
+                os.close(parent)
+            parent = child
+        fd = _open_inside(parent, name, FILE_FLAGS, source)
+    finally:
+        if parent != root:
+            os.close(parent)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RegistryError("source.path", f"{source} is not a regular file: refused")
+    return fd
+
+
+def _open_inside(parent: int, name: str, flags: int, shown: str) -> int:
+    try:
+        return os.open(name, flags, dir_fd=parent)
+    except OSError as error:
+        # ELOOP or ENOTDIR: a symbolic link took its place after the folder was listed.
+        raise RegistryError("source.path", f"{shown} cannot be opened without following a link "
+                                           f"({error.strerror}): refused") from None
+
+
+def _store_opened(storage: Storage, root: int, folder: Path, source: str) -> tuple[str, int]:
+    fd = _open_file(root, source)
+    try:
+        return storage.put_file(OPEN_FILES / str(fd) if OPEN_FILES.is_dir() else folder / source)
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _check_pipeline_folder(root: int, folder: Path) -> None:
+    """Before anything else is read: is this a Stable Diffusion pipeline folder (by its model_index.json)?"""
+    with os.fdopen(_open_file(root, _index_source(root, folder)), "rb") as index:
+        text = index.read(MAX_INDEX_BYTES)
+    try:
+        class_name = json.loads(text).get("_class_name", "")
     except (ValueError, AttributeError):
-        raise RegistryError("source.path", f"{index} is not valid JSON") from None
-    if "StableDiffusion" not in class_name:
+        raise RegistryError("source.path", f"{folder / INDEX} is not valid JSON") from None
+    if "StableDiffusion" not in str(class_name):
         raise RegistryError("source.path", f"{str(folder)!r} holds a {class_name!r}, not a Stable Diffusion pipeline")
+
+
+def _index_source(root: int, folder: Path) -> str:
+    try:
+        mode = os.stat(INDEX, dir_fd=root, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        raise RegistryError("source.path", f"{str(folder)!r} is not a diffusers folder: no {INDEX}") from None
+    return _link_target_inside(folder, INDEX) if stat.S_ISLNK(mode) else INDEX
 
 
 def _store_manifest(storage: Storage, folder: Path, lineage: dict) -> tuple[str, int]:

@@ -6,9 +6,10 @@ the service reads the environment at import time; tests build `Settings(...)` di
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,6 +48,17 @@ class Settings(BaseSettings):
         description="Comma-separated `key:tenant` or `key:tenant:admin`. A key may be given as its "
         "hash, `sha256-<64 hex>`, so that no plain key sits in the configuration. Kept hashed in memory.",
     )
+    model_roots: str = Field(
+        "",
+        description="Comma-separated absolute folders under which an admin may register a base model by server "
+        "path (`POST /v1/models`); the path is resolved (symbolic links, `..`) before the check. Empty: "
+        "registration by path is refused.",
+    )
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        description="The token `GET /metrics` requires as `Authorization: Bearer <token>` (401 without it). "
+        "Empty: `/metrics` answers 404.",
+    )
 
     # -- bounds -------------------------------------------------------------------------------
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest request body accepted (413 above).")
@@ -67,6 +79,14 @@ class Settings(BaseSettings):
     )
     sse_poll_s: float = Field(0.5, gt=0, description="How often an event stream looks for new events.")
 
+    @field_validator("model_roots")
+    @classmethod
+    def _roots_are_absolute(cls, value: str) -> str:
+        for root in _split_roots(value):
+            if not os.path.isabs(root):
+                raise ValueError(f"each model root must be an absolute path, but {root!r} is not")
+        return value
+
     @model_validator(mode="after")
     def _fill_defaults_from_data_dir(self) -> Settings:
         if not self.database_url:
@@ -74,6 +94,11 @@ class Settings(BaseSettings):
         if not self.storage_url:
             self.storage_url = str((self.data_dir / "storage").absolute())
         return self
+
+    @property
+    def model_root_paths(self) -> tuple[Path, ...]:
+        """The folders of `model_roots`, as given (not yet resolved)."""
+        return tuple(Path(root) for root in _split_roots(self.model_roots))
 
     @property
     def cache_dir(self) -> Path:
@@ -84,3 +109,7 @@ class Settings(BaseSettings):
     def work_dir(self) -> Path:
         """Per-job folders: resumable state and the output folder before publishing."""
         return self.data_dir / "work"
+
+
+def _split_roots(value: str) -> list[str]:
+    return [root.strip() for root in value.split(",") if root.strip()]

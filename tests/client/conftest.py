@@ -85,6 +85,7 @@ def live_server(tmp_path_factory) -> LiveServer:
         "LETHE_DATA_DIR": str(data_dir),
         "LETHE_API_KEYS": f"{ADMIN_KEY}:acme:admin,{OTHER_KEY}:other",
         "LETHE_SSE_POLL_S": "0.1",
+        "LETHE_MODEL_ROOTS": str(tmp_path_factory.getbasetemp()),  # the tests' model folders lie under it
         "HF_HUB_OFFLINE": "1",
     }
     for name in ("LETHE_DATABASE_URL", "LETHE_BROKER_URL", "LETHE_STORAGE_URL"):

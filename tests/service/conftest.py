@@ -107,7 +107,10 @@ def tiny_pipeline(tmp_path_factory) -> Path:
 
 def make_settings(data_dir: Path, **changes) -> Settings:
     keys = "key-a:tenant-a,key-b:tenant-b,key-admin:ops:admin"
-    return Settings(data_dir=data_dir, api_keys=keys, sse_poll_s=0.05, **changes)
+    # The model root: pytest's base temporary folder (data_dir is <base>/<test>/data), where every
+    # folder the tests register lies.
+    roots = {"model_roots": str(data_dir.parent.parent)}
+    return Settings(data_dir=data_dir, api_keys=keys, sse_poll_s=0.05, **(roots | changes))
 
 
 @pytest.fixture

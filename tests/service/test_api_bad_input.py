@@ -127,12 +127,14 @@ def test_admin_route_needs_an_admin_key(gateway, tiny_pipeline):
 
 @pytest.mark.parametrize(
     ("body", "status", "field"),
-    [({"name": "tiny", "source": {"path": "/"}}, 409, "name"),
-     ({"name": "other", "source": {"path": "/nowhere"}}, 422, "source.path"),
-     ({"name": "other", "source": {"path": "/etc"}}, 422, "source.path"),
-     ({"name": "UPPER", "source": {"path": "/etc"}}, 422, "name"),
+    [({"name": "tiny", "source": {"path": "{tiny}"}}, 409, "name"),
+     ({"name": "other", "source": {"path": "{tiny}/nowhere"}}, 422, "source.path"),
+     ({"name": "other", "source": {"path": "{tiny}/unet"}}, 422, "source.path"),
+     ({"name": "UPPER", "source": {"path": "{tiny}"}}, 422, "name"),
      ({"name": "other"}, 422, "source")],
 )  # fmt: skip
-def test_register_model_bad_input(gateway, body, status, field):
+def test_register_model_bad_input(gateway, tiny_pipeline, body, status, field):
     client = gateway[0]
+    if "source" in body:  # a folder under the model root: what is wrong is the name or the folder, not where it is
+        body = body | {"source": {"path": body["source"]["path"].format(tiny=tiny_pipeline)}}
     assert_problem(client.post("/v1/models", json=body, headers=ADMIN), status, field)

@@ -137,8 +137,10 @@ class Deployment:
 
 
 def make_deployment(data_dir: Path, database_url: str, broker_url: str, **overrides) -> Deployment:
+    # The model root: pytest's base temporary folder (data_dir is <base>/<test>/data), where tiny_base lies.
     settings = Settings(data_dir=data_dir, database_url=database_url, broker_url=broker_url,
-                        api_keys=f"{API_KEY}:{TENANT}:admin", **(FAST_TIMING | overrides))
+                        api_keys=f"{API_KEY}:{TENANT}:admin", model_roots=str(data_dir.parent.parent),
+                        **(FAST_TIMING | overrides))
     migrate(settings.database_url)
     return Deployment(settings)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter
@@ -22,9 +21,13 @@ VersionParam = Annotated[int, PathParam(ge=1, le=1_000_000)]
 
 @router.post("", status_code=201, response_model=VersionPublic)
 def register_model(body: ModelCreate, session: SessionDep, parts: PartsDep, caller: AdminDep) -> VersionPublic:
-    """Register a diffusers Stable Diffusion folder on the server as version 1 (admin)."""
+    """Register a diffusers Stable Diffusion folder on the server as version 1 (admin).
+
+    The folder must lie under one of the model roots (`LETHE_MODEL_ROOTS`); only what lies in it is read.
+    """
     try:
-        version = registry.register_base(session, parts.storage, body.name, Path(body.source.path))
+        folder = registry.folder_under_roots(body.source.path, parts.settings.model_root_paths)
+        version = registry.register_base(session, parts.storage, body.name, folder)
     except registry.NameTaken as error:
         raise field_problem(error.field, error.message, status=409, code="name_taken") from None
     except registry.RegistryError as error:
