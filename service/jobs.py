@@ -216,23 +216,24 @@ def cancel(session: Session, job_id: str, tenant: str | None = None) -> Job | No
     return get_job(session, job_id)
 
 
-def requeue_stale(session: Session, older_than_s: float, max_attempts: int) -> list[str]:
+def requeue_stale(session: Session, older_than_s: float, max_attempts: int) -> dict[str, str]:
     """Jobs whose lease holder stopped beating for `older_than_s`: put back to queued, or end them.
 
     A stale `running` job with attempts left goes back to `queued` (its next worker resumes
     from the saved state); after `max_attempts` it fails. A stale `cancelling` job is
-    `cancelled`. Returns the ids put back to queued (to be published again).
+    `cancelled`. Returns {job id: its new status}: the queued ones are to be published again,
+    the ended ones' stored states to be deleted.
     """
     cutoff = time.time() - older_than_s
     stale = session.execute(
         select(Job.id, Job.status, Job.attempt, Job.worker).where(Job.status.in_(ACTIVE), Job.heartbeat_at < cutoff)
     ).all()
-    requeued = []
+    changed = {}
     for job_id, status, attempt, worker in stale:
-        if _end_or_requeue(session, job_id, status, attempt, worker, cutoff, max_attempts):
-            requeued.append(job_id)
+        if new_status := _end_or_requeue(session, job_id, status, attempt, worker, cutoff, max_attempts):
+            changed[job_id] = new_status
     session.commit()
-    return requeued
+    return changed
 
 
 def release(session: Session, job_id: str, worker: str, step: int) -> bool:
@@ -279,7 +280,8 @@ def count_by_status(session: Session) -> dict[str, int]:
     return {status: 0 for status in STATUSES} | dict(rows)
 
 
-def _end_or_requeue(session, job_id, status, attempt, worker, cutoff, max_attempts) -> bool:
+def _end_or_requeue(session, job_id, status, attempt, worker, cutoff, max_attempts) -> str | None:
+    """The job's new status, or None if it changed meanwhile (then nothing is written)."""
     # The WHERE repeats the staleness test: a heartbeat that landed meanwhile wins.
     still_stale = (Job.id == job_id, Job.status == status, Job.worker == worker, Job.heartbeat_at < cutoff)
     if status == CANCELLING:
@@ -293,9 +295,9 @@ def _end_or_requeue(session, job_id, status, attempt, worker, cutoff, max_attemp
         values = {"status": QUEUED, "worker": None, "heartbeat_at": None, "enqueued_at": time.time()}
         note = f"worker {worker} lost: queued again for attempt {attempt + 1}"
     if session.execute(update(Job).where(*still_stale).values(**values)).rowcount != 1:
-        return False
+        return None
     _event(session, job_id, "message", note, {"status": values["status"]}, "warning")
-    return values["status"] == QUEUED
+    return values["status"]
 
 
 def _end_lease(session: Session, job_id: str, worker: str | None, sources: tuple[str, ...], **values) -> bool:

@@ -96,11 +96,12 @@ def test_requeue_stale_then_fail_after_last_attempt(session):
     job = new(session)
     for attempt in (1, 2):
         assert jobs.claim(session, job.id, f"w{attempt}").attempt == attempt
-        assert jobs.requeue_stale(session, older_than_s=60, max_attempts=2) == []  # fresh heartbeat
+        assert jobs.requeue_stale(session, older_than_s=60, max_attempts=2) == {}  # fresh heartbeat
         age_heartbeat(session, job.id, 120)
-        requeued = jobs.requeue_stale(session, older_than_s=60, max_attempts=2)
+        changed = jobs.requeue_stale(session, older_than_s=60, max_attempts=2)
         if attempt == 1:
-            assert requeued == [job.id] and jobs.get_job(session, job.id).status == "queued"
+            assert changed == {job.id: "queued"} and jobs.get_job(session, job.id).status == "queued"
+    assert changed == {job.id: "failed"}
     final = jobs.get_job(session, job.id)
     assert final.status == "failed" and final.error["code"] == "worker_lost"
 
@@ -110,7 +111,7 @@ def test_stale_cancelling_job_ends_cancelled(session):
     jobs.claim(session, job.id, "w1")
     jobs.cancel(session, job.id)
     age_heartbeat(session, job.id, 120)
-    assert jobs.requeue_stale(session, 60, 3) == []
+    assert jobs.requeue_stale(session, 60, 3) == {job.id: "cancelled"}
     assert jobs.get_job(session, job.id).status == "cancelled"
 
 

@@ -174,7 +174,7 @@ def test_a_lease_lost_during_the_upload_publishes_nothing(session, other_session
         if jobs.get_job(other_session, job.id).worker == "w1":
             other_session.execute(update(Job).where(Job.id == job.id).values(heartbeat_at=0))
             other_session.commit()
-            assert jobs.requeue_stale(other_session, older_than_s=60, max_attempts=3) == [job.id]
+            assert jobs.requeue_stale(other_session, older_than_s=60, max_attempts=3) == {job.id: "queued"}
             assert jobs.claim(other_session, job.id, "w2") is not None
 
     uploading = CallsBeforeEachPut(storage, reconciler_gives_it_to_w2)
