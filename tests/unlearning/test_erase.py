@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -101,6 +102,19 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_base, latent_cache,
     assert (resumed.out / UNET_FILE).read_bytes() == (reference.out / UNET_FILE).read_bytes()
     assert [r["step"] for r in resumed.history] == list(range(TINY["steps"]))
     assert not (state / "state.pt").exists()
+
+
+def test_a_state_resumes_from_a_copy_of_the_base_in_another_folder(tiny_base, latent_cache, reference, tmp_path):
+    """As on another worker, whose copy of the base version lies in its own cache folder."""
+    state, unlearning_steps = tmp_path / "state", []
+    in_the_loop = unlearning.Callbacks(should_stop=lambda: (state / "state.pt").is_file())
+    with pytest.raises(unlearning.Stopped):
+        run(tiny_base, tmp_path / "out", latent_cache, state_dir=state, callbacks=in_the_loop)
+    elsewhere = shutil.copytree(tiny_base, tmp_path / "other-worker" / "base")
+    noting = unlearning.Callbacks(on_progress=lambda stage, step, _: stage == "unlearning" and unlearning_steps.append(step))
+    resumed = run(elsewhere, tmp_path / "out", latent_cache, state_dir=state, callbacks=noting)
+    assert unlearning_steps[0] == TINY["save_every"]  # from the saved step, not from 0
+    assert (resumed.out / UNET_FILE).read_bytes() == (reference.out / UNET_FILE).read_bytes()
 
 
 def test_a_state_of_another_run_is_refused(tiny_base, latent_cache, tmp_path):
