@@ -98,7 +98,9 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def _field_error(error: dict) -> dict:
-    location = [part for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    location = list(error.get("loc", ()))
+    if location and location[0] in ("body", "query", "path", "header"):  # where it came from, not a field
+        location = location[1:]
     field = ""
     for part in location:
         field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))

@@ -1,9 +1,33 @@
-"""Database rows as the public objects of API.md."""
+"""Database rows as the public objects of API.md.
+
+A job's error and its events are written by workers, whose messages may quote the server's
+folders (`/data/cache/versions/...`, a library's `No such file: '/...'`): every absolute path
+in them is shown to the caller as `<path>`.
+"""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from service.api.schemas import EventPublic, FilePublic, JobPublic, VersionPublic
 from service.models import Job, JobEvent, ModelVersion
+
+
+# A `/` that starts a word (not `a/b`, `3/10`, `./x`) and what follows up to a space, quote or bracket.
+SERVER_PATH = re.compile(r"(?<![\w.~-])/[^\s'\"`()\[\]{}<>,;]+")
+HIDDEN_PATH = "<path>"
+
+
+def without_paths(text: str) -> str:
+    """`text` with every absolute path in it replaced by `<path>`."""
+    return SERVER_PATH.sub(HIDDEN_PATH, text)
+
+
+def _error_public(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return error
+    return error | {"message": without_paths(error["message"])}
 
 
 def _seconds(value: float | None) -> int | None:
@@ -19,7 +43,7 @@ def job_public(job: Job) -> JobPublic:
         finished_at=_seconds(job.finished_at), attempt=job.attempt,
         base_model={"name": job.base_model, "version": job.base_version}, concepts=job.concepts, method=job.method,
         preserve=job.preserve, prompts=job.prompts, hyperparameters=job.hyperparameters, seed=job.seed,
-        progress=progress, error=job.error, result=job.result, metadata=job.meta,
+        progress=progress, error=_error_public(job.error), result=job.result, metadata=job.meta,
     )  # fmt: skip
 
 
@@ -33,7 +57,10 @@ def version_public(version: ModelVersion) -> VersionPublic:
 
 
 def event_public(event: JobEvent) -> EventPublic:
+    data = event.data
+    if isinstance(data, dict) and "error" in data:  # a job's final event repeats its error
+        data = data | {"error": _error_public(data["error"])}
     return EventPublic(
         id=event.id, created_at=int(event.created_at), level=event.level, type=event.type,
-        message=event.message, data=event.data,
+        message=without_paths(event.message), data=data,
     )  # fmt: skip

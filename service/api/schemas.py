@@ -1,25 +1,50 @@
 """Request and response bodies. Every request field is bounded; unknown fields are refused.
 
+Every string a caller sends is one line of text (`single_line`): control characters (C0, with
+NUL, tab, newline and ESC; DEL; C1) are refused wherever they are, before any stripping, so
+that no stored concept, prompt, name or metadata can drive a terminal that prints it later.
+
 Method-specific hyperparameters beyond the common ones are checked by
 `unlearning.methods.validate` (no torch), which names the field it rejects.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from unlearning.methods import DEFAULT_METHOD
 
 NAME_PATTERN = r"^[a-z0-9._-]{1,64}$"
 MAX_CONCEPTS, MAX_PRESERVE, MAX_PROMPTS, MAX_METADATA = 10, 50, 5000, 16
 
-ModelName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, min_length=1, max_length=64)]
-Concept = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-MetaValue = Annotated[str, StringConstraints(max_length=512)]
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def refuse_control_characters(value: Any) -> Any:
+    """`value` unchanged, unless it is a string holding a control character."""
+    found = CONTROL_CHARACTER.search(value) if isinstance(value, str) else None
+    if found:
+        raise ValueError(f"must be one line of text without control characters, but holds "
+                         f"U+{ord(found.group()):04X} at position {found.start()}")
+    return value
+
+
+def single_line(**constraints) -> Any:
+    """A string with these `StringConstraints` and no control character (checked on the raw input)."""
+    # The validator comes after the constraints so that it wraps them: it sees the value as sent.
+    return Annotated[str, StringConstraints(**constraints), BeforeValidator(refuse_control_characters)]
+
+
+ModelName = single_line(pattern=NAME_PATTERN, min_length=1, max_length=64)
+Concept = single_line(strip_whitespace=True, min_length=1, max_length=200)
+Prompt = single_line(strip_whitespace=True, min_length=1, max_length=500)
+MetaKey = single_line(min_length=1, max_length=64)
+MetaValue = single_line(max_length=512)
+MethodId = single_line(min_length=1, max_length=32)
+ServerPath = single_line(min_length=1, max_length=4096)
 
 T = TypeVar("T")
 
@@ -59,7 +84,7 @@ class Hyperparameters(Body):
 class JobCreate(Body):
     base_model: BaseModelRef
     concepts: list[Concept] = Field(min_length=1, max_length=MAX_CONCEPTS)
-    method: str = Field(DEFAULT_METHOD, min_length=1, max_length=32, description="One of unlearning.methods.METHOD_IDS.")
+    method: MethodId = Field(DEFAULT_METHOD, description="One of unlearning.methods.METHOD_IDS.")
     preserve: list[Concept] = Field(default_factory=list, max_length=MAX_PRESERVE)
     prompts: Prompts | None = None
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
@@ -68,7 +93,7 @@ class JobCreate(Body):
 
 
 class ModelSource(Body):
-    path: str = Field(min_length=1, max_length=4096, description="A diffusers folder on the server.")
+    path: ServerPath = Field(description="A diffusers folder on the server, under one of its model roots.")
 
 
 class ModelCreate(Body):

@@ -5,6 +5,11 @@ http://127.0.0.1:8000) and `LETHE_API_KEY`. A server error is printed as its pro
 `detail` and field errors on stderr (exit status 2 for the caller's fault, 1 otherwise);
 a failed job or a checksum mismatch also exits 1.
 
+Every string the server sent is printed with its control characters escaped (`\\x1b`, `\\n`),
+as `repr` writes them: the gateway refuses them in new input, but older rows may hold some,
+and printed raw they would move the cursor, recolour or retitle the terminal (`--json`
+output is JSON, which escapes them itself).
+
 The dispatcher calls `register(subparsers)`; `main(argv, environ)` runs them on their own.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from functools import partial
@@ -24,6 +30,7 @@ from .download import Outcome, VersionDownload
 from .progress import ProgressBar, follow
 
 COMMANDS = ("models", "erase", "jobs", "status", "cancel", "download")
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 # -- the commands --------------------------------------------------------------------------
@@ -43,15 +50,15 @@ def cmd_erase(api: Api, args) -> int:
     if not args.wait:
         if args.json:
             return _print_json(job)
-        print(f"{job['id']} {job['status']}  (follow it: lethe status {job['id']})")
+        print(_shown(f"{job['id']} {job['status']}  (follow it: lethe status {job['id']})"))
         return 0
-    print(f"{job['id']} {job['status']}", file=sys.stderr)
+    print(_shown(f"{job['id']} {job['status']}"), file=sys.stderr)
     bar = ProgressBar()
     try:
         job = follow(api, job["id"], bar)
     except KeyboardInterrupt:
         bar.close()
-        print(f"\nstopped following {job['id']}; it keeps running (lethe cancel {job['id']} stops it)",
+        print("\n" + _shown(f"stopped following {job['id']}; it keeps running (lethe cancel {job['id']} stops it)"),
               file=sys.stderr)
         return 130
     return _report_finished(job, args.json)
@@ -66,7 +73,7 @@ def cmd_jobs(api: Api, args) -> int:
              _progress_of(j), _when(j.get("created_at"))) for j in jobs]
     _print_table(("JOB", "STATUS", "BASE", "CONCEPTS", "PROGRESS", "CREATED"), rows)
     if page.get("has_more") and jobs:
-        print(f"(more: lethe jobs --after {jobs[-1]['id']})")
+        print(_shown(f"(more: lethe jobs --after {jobs[-1]['id']})"))
     return 0
 
 
@@ -82,7 +89,7 @@ def cmd_cancel(api: Api, args) -> int:
     job = api.post(f"/v1/jobs/{args.job}/cancel")
     if args.json:
         return _print_json(job)
-    print(f"{job['id']} {job['status']}")
+    print(_shown(f"{job['id']} {job['status']}"))
     return 0
 
 
@@ -127,14 +134,14 @@ def _report_finished(job: dict, as_json: bool) -> int:
     elif job["status"] == "succeeded":
         result = job.get("result") or {}
         model, version = result.get("model"), result.get("version")
-        print(f"{job['id']} succeeded: {model} version {version} "
-              f"(erased: {', '.join(job.get('concepts') or [])})")
-        print(f"download it: lethe download {model} {version} ./{model}-v{version}")
+        print(_shown(f"{job['id']} succeeded: {model} version {version} "
+                     f"(erased: {', '.join(job.get('concepts') or [])})"))
+        print(_shown(f"download it: lethe download {model} {version} ./{model}-v{version}"))
     if job["status"] == "succeeded":
         return 0
     error = job.get("error") or {}
     detail = f": {error.get('code')}: {error.get('message')}" if error else ""
-    print(f"{job['id']} {job['status']}{detail}", file=sys.stderr)
+    print(_shown(f"{job['id']} {job['status']}{detail}"), file=sys.stderr)
     return 1
 
 
@@ -157,18 +164,18 @@ def _print_job(job: dict) -> None:
     if result:
         fields.append(("result", f"{result.get('model')} version {result.get('version')}"))
     for name, value in fields:
-        print(f"{name + ':':<12}{value}")
+        print(f"{name + ':':<12}{_shown(value)}")
 
 
 def _print_outcome(outcome: Outcome) -> None:
     entry = outcome.entry
     if outcome.state == "mismatch":
-        print(f"sha256 mismatch: {entry.path}: expected {entry.sha256}, got {outcome.actual_sha256}",
+        print(_shown(f"sha256 mismatch: {entry.path}: expected {entry.sha256}, got {outcome.actual_sha256}"),
               file=sys.stderr)
         return
     note = {"present": "already present", "downloaded": "downloaded",
             "resumed": f"resumed at byte {outcome.resumed_at}"}[outcome.state]
-    print(f"  {entry.path}  {_bytes(entry.size)}  {note}")
+    print(_shown(f"  {entry.path}  {_bytes(entry.size)}  {note}"))
 
 
 def _newest(model: dict) -> dict:
@@ -209,10 +216,15 @@ def _bytes(size: int) -> str:
 
 
 def _print_table(header: tuple, rows: list[tuple]) -> None:
-    table = [tuple(str(c) for c in header)] + [tuple(str(c) for c in row) for row in rows]
+    table = [tuple(str(c) for c in header)] + [tuple(_shown(c) for c in row) for row in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _shown(value) -> str:
+    """`value` as text, each control character written as an escape, as `repr` writes it."""
+    return CONTROL_CHARACTER.sub(lambda found: repr(found.group())[1:-1], str(value))
 
 
 def _print_json(value) -> int:
@@ -237,8 +249,8 @@ def _run(command, args, environ: Mapping[str, str] | None = None) -> int:
     api = Api.from_environ(os.environ if environ is None else environ)
     try:
         return command(api, args)
-    except ClientError as exc:
-        print(f"lethe: {exc}", file=sys.stderr)
+    except ClientError as exc:  # its lines hold the server's problem detail and field errors
+        print("\n".join(_shown(line) for line in f"lethe: {exc}".split("\n")), file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # the local side of a download: disk full, no permission
         print(f"lethe: {exc}", file=sys.stderr)
