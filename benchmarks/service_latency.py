@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 
 KEY = "bench-key"
+METRICS_TOKEN = "bench-metrics-token"
 TIMEOUT_S = 10.0
 CONTENT_LENGTH = re.compile(rb"content-length: *(\d+)", re.IGNORECASE)
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +173,8 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as data_dir:
-        env = {"LETHE_DATA_DIR": data_dir, "LETHE_API_KEYS": f"{KEY}:bench", "LETHE_DATABASE_URL": args.database_url}
+        env = {"LETHE_DATA_DIR": data_dir, "LETHE_API_KEYS": f"{KEY}:bench", "LETHE_DATABASE_URL": args.database_url,
+               "LETHE_METRICS_TOKEN": METRICS_TOKEN}
         job_id = prepare(env)
         port = free_port()
         server = start_server(env, port)
@@ -182,7 +184,8 @@ def main() -> int:
             baseline = report("GET /livez (baseline)", *run(load(port, "/livez", args.rate, args.seconds)))
             job = report("GET /v1/jobs/{id}", *run(load(port, f"/v1/jobs/{job_id}", args.rate, args.seconds)))
             print("server side (request in -> response start), from its /metrics:")
-            print("  " + server_side(httpx.get(f"http://127.0.0.1:{port}/metrics").text, "/v1/jobs/{job_id}"))
+            scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+            print("  " + server_side(scraped.raise_for_status().text, "/v1/jobs/{job_id}"))
         finally:
             server.terminate()
             try:

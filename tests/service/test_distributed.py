@@ -22,7 +22,7 @@ def distributed(tmp_path, postgres_url, moto_endpoint, tiny_pipeline):
     settings = make_settings(
         tmp_path / "data", database_url=postgres_url, broker_url=f"redis://127.0.0.1:6379/{REDIS_DB}",
         storage_url="s3://lethe-distributed/versions", s3_endpoint_url=moto_endpoint,
-        s3_access_key_id="test", s3_secret_access_key="test",
+        s3_access_key_id="test", s3_secret_access_key="test", metrics_token="metrics-token",
     )  # fmt: skip
     with start_gateway(settings, tiny_pipeline) as client:
         yield client, queue
@@ -39,7 +39,7 @@ def test_jobs_and_downloads_on_postgres_redis_and_s3(distributed, tiny_pipeline)
     bad = client.post("/v1/jobs", json={"base_model": {"name": "tiny"}, "concepts": []}, headers=KEY_A)
     assert bad.status_code == 422 and queue.llen("gpu") == 1  # nothing enqueued
     assert client.get(f"/v1/jobs/{response.json()['id']}", headers=KEY_B).status_code == 404
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers={"Authorization": "Bearer metrics-token"}).text
     assert 'lethe_jobs{status="queued"} 1.0' in metrics and "lethe_job_duration_seconds_count 0.0" in metrics
 
     files = client.get("/v1/models/tiny/versions/1", headers=KEY_A).json()["files"]

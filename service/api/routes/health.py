@@ -1,8 +1,14 @@
-"""Liveness, readiness (database, broker, storage) and Prometheus metrics. No auth."""
+"""Liveness and readiness (database, broker, storage), with no auth; Prometheus metrics behind a token.
+
+`/metrics` shows every tenant's activity (requests by route, jobs by status), so it answers only
+`Authorization: Bearer <LETHE_METRICS_TOKEN>`, and not at all (404) while no token is configured.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
@@ -33,9 +39,22 @@ def readyz(parts: PartsDep) -> dict:
     return {"status": "ready", "checks": {part: "ok" for part in checks}}
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-def metrics(parts: PartsDep) -> PlainTextResponse:
+@router.get("/metrics", response_class=PlainTextResponse, responses={
+    401: {"description": "Missing or wrong metrics token."},
+    404: {"description": "No metrics token is configured (LETHE_METRICS_TOKEN): the route is off."},
+})  # fmt: skip
+def metrics(request: Request, parts: PartsDep) -> PlainTextResponse:
+    _check_metrics_token(parts.settings.metrics_token.get_secret_value(), request.headers.get("authorization"))
     return PlainTextResponse(parts.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _check_metrics_token(token: str, header: str | None) -> None:
+    if not token:
+        raise Problem(404, "Not Found", code="not_found")  # as for any path that is not there
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        detail = "missing metrics token" if not header else "wrong metrics token"
+        raise Problem(401, detail, [{"field": "Authorization", "message": detail}], headers={"WWW-Authenticate": "Bearer"})
 
 
 def _ping_database(parts) -> None:
