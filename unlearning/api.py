@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from . import methods
+from . import lora, methods
 from .callbacks import Callbacks
 from .errors import Stopped
 from .evaluate import Evaluation
@@ -25,7 +25,7 @@ from .noise import TrainingNoise
 from .output import write_result
 from .pipeline import load_pipeline
 from .prompts import PromptSets, build_prompt_sets, model_vocabulary
-from .train import TrainingData, Unlearner, trainable_parameters
+from .train import TrainingData, Unlearner, parent_weights
 
 STATE_FILE = "state.pt"
 
@@ -59,6 +59,7 @@ def erase(
     pipe = load_pipeline(job.base, device, allow_pickle)
     noise = TrainingNoise(pipe.scheduler.config)  # refuses a prediction type it cannot train, before any work
     config = job.config
+    lora.check(pipe.unet, config)  # LoRA targets this UNet lacks, also before any work
     sets = build_prompt_sets(job.concepts, config.num_prompts, job.seed, job.preserve, job.prompts,
                              model_vocabulary(job.model_settings), num_test=config.eval_prompts)
     examples = {"examples": list(zip(sets.forget[:3], sets.retain[:3]))}
@@ -71,9 +72,8 @@ def erase(
     evaluation = Evaluation(pipe, noise, test, job.seed, config.generation_steps, config.guidance_scale)
     callbacks.on_progress("evaluating", 0, 2)
     evaluation.measure("before")
-    # Only trainable tensors can change: the parent's values of those are what the delta needs.
-    named = trainable_parameters(pipe.unet, config.trainable)
-    original = {n: p.detach().to("cpu", copy=True) for n, p in named}
+    # Only these tensors can change: the parent's values of those are what the delta needs.
+    original = parent_weights(pipe.unet, config)
     seconds["evaluating"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -93,7 +93,8 @@ def erase(
     manifest = manifest_of(job, lineage)
     with tempfile.TemporaryDirectory() as scratch:
         eval_dir = evaluation.write(Path(scratch) / "evaluation", {"final": history[-1] if history else {}})
-        manifest = write_result(job.base, job.out, pipe.unet, named, original, manifest, eval_dir)
+        adapter = lora.take_adapter(pipe, config)  # a LoRA run's adapter, now fused into the UNet; else None
+        manifest = write_result(job.base, job.out, pipe.unet, original, manifest, eval_dir, adapter)
     if state_file is not None and state_file.exists():
         state_file.unlink()
     seconds["writing"] = time.perf_counter() - clock

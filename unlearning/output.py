@@ -1,5 +1,6 @@
 """Write the result: a diffusers folder stock `from_pretrained` loads, the delta against the
-parent, and `manifest.json` recording how it was made and every file's sha256.
+parent, a LoRA erasure's adapter files (`lora/`, see `unlearning.lora`), and `manifest.json`
+recording how it was made and every file's sha256.
 
 The folder is assembled under a temporary name beside `out` and renamed at the end, so a
 crash never leaves a half-written result under the final name.
@@ -17,6 +18,8 @@ import torch
 from safetensors.torch import save_file
 
 from .fingerprint import NOT_MODEL, file_sha256
+from .lora import FOLDER as LORA
+from .lora import file_stem
 from .versions import library_versions
 
 DELTA = "delta.safetensors"
@@ -29,9 +32,10 @@ def staging_folder(out: Path) -> Path:
 
 
 def copy_unchanged(base: Path, staging: Path) -> None:
-    """Every component but the UNet's weights; Lethe's records of the base stay behind."""
+    """Every component but the UNet's weights; Lethe's records of the base (and the adapter
+    of a base that was itself a LoRA erasure) stay behind."""
     for entry in base.iterdir():
-        if entry.name in NOT_MODEL - {"lethe.json"} or entry.name == "unet":
+        if entry.name in NOT_MODEL - {"lethe.json"} or entry.name in ("unet", LORA):
             continue
         target = staging / entry.name
         if entry.is_dir():
@@ -40,10 +44,12 @@ def copy_unchanged(base: Path, staging: Path) -> None:
             shutil.copy2(entry, target)
 
 
-def changed_tensors(named_params, original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The trained tensors that differ from the parent's, by name, on the CPU."""
+def changed_tensors(unet, original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The UNet's tensors named in `original` (the parent's values) that now differ, on the CPU."""
     delta = {}
-    for name, p in named_params:
+    for name, p in unet.named_parameters():
+        if name not in original:
+            continue
         value = p.detach().cpu()
         if not torch.equal(value, original[name]):
             delta[name] = value.contiguous()
@@ -58,17 +64,23 @@ def file_records(folder: Path) -> list[dict]:
     ]
 
 
-def write_result(base: Path, out: Path, unet, named_params, original, manifest: dict, evaluation_dir: Path | None) -> dict:
-    """Assemble the folder, then publish it under `out` in one rename. Returns the manifest."""
+def write_result(base: Path, out: Path, unet, original, manifest: dict, evaluation_dir: Path | None,
+                 adapter=None) -> dict:
+    """Assemble the folder, then publish it under `out` in one rename. Returns the manifest.
+
+    `original` holds the parent's values of the tensors the run could change; `adapter` (a
+    `lora.Adapter`, already fused into `unet`) is written under `lora/` too."""
     staging = staging_folder(out)
     try:
         copy_unchanged(base, staging)
         unet.save_pretrained(staging / "unet", safe_serialization=True)
-        delta = changed_tensors(named_params, original)
+        delta = changed_tensors(unet, original)
         save_file(delta, staging / DELTA, metadata={"parent_unet": "unet/diffusion_pytorch_model.safetensors"})
         if evaluation_dir is not None:
             shutil.copytree(evaluation_dir, staging / "evaluation")
         manifest = {**manifest, "versions": library_versions(), "delta": {"path": DELTA, "tensors": len(delta)}}
+        if adapter is not None:
+            manifest["lora"] = adapter.write(staging / LORA, file_stem(manifest["concepts"]))
         manifest["files"] = file_records(staging)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if out.exists():

@@ -1,4 +1,5 @@
-"""The unlearning loop: Adam on a chosen set of UNet parameters, one method's update per step.
+"""The unlearning loop: Adam on a chosen set of UNet parameters (or on the A and B matrices of
+a LoRA adapter, `unlearning.lora`), one method's update per step.
 
 The loop never asks which method it runs: the configuration names its implementation
 (`unlearning.methods`), which leaves each step's update direction d in the gradient buffer.
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import lora
 from .callbacks import Callbacks
 from .errors import InvalidInput, Stopped
 from .families import Conditioning
@@ -43,11 +45,22 @@ class TrainingData:
 
 
 def trainable_parameters(unet: torch.nn.Module, which: str) -> list[tuple[str, torch.nn.Parameter]]:
-    """'unet': every parameter; 'cross_attention': the text-conditioned attention layers (attn2)."""
+    """'unet': every parameter; 'cross_attention': the text-conditioned attention layers (attn2);
+    'lora': the A and B matrices of the UNet's LoRA adapter (`lora.attach`), none of its own."""
     named = list(unet.named_parameters())
     if which == "cross_attention":
         named = [(n, p) for n, p in named if ".attn2." in n]
+    elif which == "lora":
+        named = [(n, p) for n, p in named if lora.is_lora_parameter(n)]
     return named
+
+
+def parent_weights(unet: torch.nn.Module, config) -> dict[str, torch.Tensor]:
+    """CPU copies of the UNet's tensors that the run can change, as they are before it: the
+    trainable ones, or for 'lora' the weights its adapter is fused into at the end."""
+    if config.trainable == "lora":
+        return lora.parent_weights(unet, config)
+    return {n: p.detach().to("cpu", copy=True) for n, p in trainable_parameters(unet, config.trainable)}
 
 
 def prediction(unet, noisy, t, conditioning: Conditioning, device: torch.device) -> torch.Tensor:
@@ -119,6 +132,8 @@ class Unlearner:
     def __init__(self, unet, noise: TrainingNoise, config, data: TrainingData, seed: int, device: torch.device):
         self.unet, self.noise, self.config, self.data = unet, noise, config, data
         self.seed, self.device = seed, device
+        if config.trainable == "lora" and not trainable_parameters(unet, "lora"):
+            lora.attach(unet, config, seed)  # a resumed run loads its trained A and B over these
         self.named = trainable_parameters(unet, config.trainable)
         if not self.named:
             raise InvalidInput("hyperparameters.trainable", f"selects no parameters of this UNet: {config.trainable!r}")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import InvalidInput
 
-TRAINABLE_SETS = ("unet", "cross_attention")
+TRAINABLE_SETS = ("unet", "cross_attention", "lora")
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # every attention projection, self and cross
+MODULE_NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")  # a layer's name or its last dotted parts
 
 
 def setting(text: str, default: Any) -> Any:
@@ -31,7 +34,15 @@ class MethodConfig:
     learning_rate: float = setting("Adam learning rate", 1e-5)
     batch_size: int = setting("forget samples per step (and as many paired retain samples)", 8)
     num_prompts: int = setting("forget prompts (and as many paired retain prompts) in the training set", 800)
-    trainable: str = setting("which UNet parameters change: 'unet' (all) or 'cross_attention'", "unet")
+    trainable: str = setting(
+        "which UNet parameters change: 'unet' (all), 'cross_attention', or 'lora' (a low-rank adapter, fused at the end)",
+        "unet",
+    )
+    lora_rank: int = setting("rank of the LoRA adapter (trainable 'lora'); its alpha is the rank, a scale of 1", 8)
+    lora_target_modules: tuple[str, ...] = setting(
+        "UNet layers the LoRA adapter wraps, by name or last dotted parts, as peft matches them (trainable 'lora')",
+        LORA_TARGETS,
+    )
     generation_steps: int = setting("sampler steps when the original model generates the training latents", 25)
     guidance_scale: float = setting("classifier-free guidance when generating the training latents", 7.5)
     generation_batch_size: int = setting("images per sampler call when generating latents", 32)
@@ -51,7 +62,9 @@ class MethodConfig:
         "generation_batch_size": (1, 1024),
         "save_every": (1, 100_000),
         "eval_prompts": (0, 1000),
+        "lora_rank": (1, 1024),
     }
+    MAX_TARGETS: ClassVar[int] = 64
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -62,6 +75,8 @@ class MethodConfig:
                 raise InvalidInput(f"hyperparameters.{name}", f"must be between {low:g} and {high:g}, got {value!r}")
         if self.trainable not in TRAINABLE_SETS:
             raise InvalidInput("hyperparameters.trainable", f"must be one of {', '.join(TRAINABLE_SETS)}, got {self.trainable!r}")
+        object.__setattr__(self, "lora_target_modules", tuple(self.lora_target_modules))  # JSON gives a list
+        _check_module_names("lora_target_modules", self.lora_target_modules, self.MAX_TARGETS)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "MethodConfig":
@@ -73,7 +88,8 @@ class MethodConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as JSON has them (lists, not tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 class Method:
@@ -117,3 +133,18 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
         raise InvalidInput(where, f"must be true or false, got {value!r}")
     elif annotation.startswith("str") and not isinstance(value, str):
         raise InvalidInput(where, f"must be a string, got {value!r}")
+    elif annotation.startswith("tuple[str") and (
+        not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)
+    ):
+        raise InvalidInput(where, f"must be a list of strings, got {value!r}")
+
+
+def _check_module_names(name: str, values: tuple[str, ...], most: int) -> None:
+    where = f"hyperparameters.{name}"
+    if not 1 <= len(values) <= most:
+        raise InvalidInput(where, f"must name from 1 to {most} layers, got {len(values)}")
+    for value in values:
+        if len(value) > 200 or not MODULE_NAME.fullmatch(value):
+            raise InvalidInput(where, f"{value!r} is not a layer name (letters, digits and _, parts joined by dots)")
+    if len(set(values)) != len(values):
+        raise InvalidInput(where, f"names a layer twice: {list(values)!r}")
