@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -16,13 +16,31 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
 
 
+PUBLIC = "public"
+PRIVATE = "private"
+IS_PUBLIC = text("visibility = 'public'")
+
+
 class Model(Base):
-    """A line of versions under one name; version 1 is the registered base."""
+    """A registered base (its version 1) and the versions jobs made from it.
+
+    `private`: only the owner tenant sees it; `public`: every tenant does. Names are per
+    tenant, with public names in a namespace every tenant shares: a public model's name is
+    unique among all models, a private model's name among its owner's models and the public
+    ones (the registry checks the part across owners; these constraints hold the rest).
+    """
 
     __tablename__ = "models"
+    __table_args__ = (
+        UniqueConstraint("owner", "name", name="uq_models_owner_name"),
+        Index("uq_models_public_name", "name", unique=True, sqlite_where=IS_PUBLIC, postgresql_where=IS_PUBLIC),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    # The tenant it belongs to; None: registered before models had owners (all public).
+    owner: Mapped[str | None] = mapped_column(String(64))
+    visibility: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[float] = mapped_column(Float)
 
 
@@ -37,17 +55,21 @@ class Blob(Base):
 
 
 class ModelVersion(Base):
-    """An immutable version: visible only once its row is committed with status `ready`."""
+    """An immutable version: visible only once its row is committed with status `ready`.
+
+    Numbered per line: version 1 is the base (no tenant); a tenant's jobs number theirs 2, 3, ...
+    whatever other tenants' jobs do, so `(model_id, tenant, version)` is unique.
+    """
 
     __tablename__ = "model_versions"
-    __table_args__ = (UniqueConstraint("model_id", "version"),)
+    __table_args__ = (UniqueConstraint("model_id", "tenant", "version", name="uq_model_versions_line"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     version: Mapped[int] = mapped_column(Integer)
     parent: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
-    # None: shared with every tenant (a registered base); otherwise the tenant of the job.
+    # None: the registered base, seen by whoever sees the model; otherwise the tenant of the job.
     tenant: Mapped[str | None] = mapped_column(String(64), index=True)
     # Unique: a job publishes at most one version, even when its publish is retried.
     job_id: Mapped[str | None] = mapped_column(String(40), unique=True)

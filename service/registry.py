@@ -9,6 +9,15 @@ leaves blobs nobody points to, never a visible half version. A job publishes at 
 version (the unique `job_id` column), so publishing again for the same job returns the same
 version.
 
+Tenancy: a base belongs to a tenant (its owner) and is `private` (only the owner sees it, its
+versions, and may run jobs on it) or `public` (every tenant does); the versions a job makes
+belong to the job's tenant. Names are per tenant, in a namespace that public models share: a
+public name is unique among all models and a private one cannot shadow it, so a name means
+one model for each tenant. Versions are numbered per tenant: version 1 is the base, and each
+tenant's jobs number theirs 2, 3, ... (N+1, N the newest version that tenant sees), so that a
+tenant's numbers show no trace of other tenants' jobs; a version's `parent` is 1 or a version
+of the same tenant.
+
 Registering a base reads a folder on the server that a remote admin named, so it reads only
 what lies in it: `folder_under_roots` keeps the path (resolved) under the configured model
 roots; inside, a symbolic link is followed only to a regular file inside the same folder
@@ -29,15 +38,16 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service import jobs
-from service.models import Blob, Job, Model, ModelVersion, VersionFile
+from service.models import PRIVATE, PUBLIC, Blob, Job, Model, ModelVersion, VersionFile
 from service.storage import Storage
 
 READY = "ready"
+VISIBILITIES = (PRIVATE, PUBLIC)
 NAME = re.compile(r"^[a-z0-9._-]{1,64}$")
 MANIFEST = "manifest.json"
 INDEX = "model_index.json"
@@ -69,12 +79,27 @@ class NameTaken(RegistryError):
 # -- reading -----------------------------------------------------------------------------------
 
 
-def visible_to(tenant: str | None):
-    """Versions a tenant may see: the shared ones (registered bases) and its own."""
-    return or_(ModelVersion.tenant.is_(None), ModelVersion.tenant == tenant)
+def models_visible_to(tenant: str):
+    """Models a tenant may see: the public ones and its own."""
+    return or_(Model.visibility == PUBLIC, Model.owner == tenant)
 
 
-def get_version(session: Session, name: str, version: int | None, tenant: str | None) -> ModelVersion | None:
+def visible_to(tenant: str):
+    """Versions a tenant may see (with `Model` joined): of the models it sees, the base and its own versions."""
+    return and_(models_visible_to(tenant), or_(ModelVersion.tenant.is_(None), ModelVersion.tenant == tenant))
+
+
+def version_visibility(version: ModelVersion) -> str:
+    """Who sees `version`: every tenant (`public`: a public model's base) or one (`private`)."""
+    return PUBLIC if version.tenant is None and version.model.visibility == PUBLIC else PRIVATE
+
+
+def find_model(session: Session, name: str, tenant: str) -> Model | None:
+    """The model `name` means to `tenant` (at most one: see the module docstring), if any."""
+    return session.scalars(select(Model).where(Model.name == name, models_visible_to(tenant))).first()
+
+
+def get_version(session: Session, name: str, version: int | None, tenant: str) -> ModelVersion | None:
     """Version `version` of model `name` (None: the newest) if `tenant` may see it."""
     query = select(ModelVersion).join(Model).where(Model.name == name, visible_to(tenant))
     if version is None:
@@ -84,15 +109,16 @@ def get_version(session: Session, name: str, version: int | None, tenant: str | 
     return session.scalars(query).first()
 
 
-def list_versions(session: Session, name: str, tenant: str | None) -> list[ModelVersion]:
+def list_versions(session: Session, name: str, tenant: str) -> list[ModelVersion]:
     query = select(ModelVersion).join(Model).where(Model.name == name, visible_to(tenant))
     return list(session.scalars(query.order_by(ModelVersion.version.desc())))
 
 
-def list_models(session: Session, tenant: str | None) -> list[ModelVersion]:
-    """The newest visible version of every model, by model name."""
+def list_models(session: Session, tenant: str) -> list[ModelVersion]:
+    """The newest version `tenant` sees of every model it sees, by model name."""
     newest = (
         select(ModelVersion.model_id, func.max(ModelVersion.version).label("version"))
+        .join(Model)
         .where(visible_to(tenant))
         .group_by(ModelVersion.model_id)
         .subquery()
@@ -101,6 +127,7 @@ def list_models(session: Session, tenant: str | None) -> list[ModelVersion]:
         select(ModelVersion)
         .join(newest, (ModelVersion.model_id == newest.c.model_id) & (ModelVersion.version == newest.c.version))
         .join(Model)
+        .where(visible_to(tenant))  # the newest number of a model is also another tenant's: keep the one seen
         .order_by(Model.name)
     )
     return list(session.scalars(query))
@@ -124,26 +151,37 @@ def folder_under_roots(path: str, roots: Sequence[Path]) -> Path:
     return folder
 
 
-def register_base(session: Session, storage: Storage, name: str, folder: Path) -> ModelVersion:
+def register_base(
+    session: Session, storage: Storage, name: str, folder: Path, *, owner: str | None, visibility: str
+) -> ModelVersion:
     """Register the diffusers folder `folder` (on this server) as version 1 of a new model.
 
+    The model belongs to tenant `owner` and is `private` (only `owner` sees it) or `public`
+    (every tenant does; `owner` may be None). Its name must not collide with a model some
+    tenant already sees under that name (see the module docstring): NameTaken otherwise.
     Only what lies in the folder is read (see the module docstring); `folder` itself is trusted
     here, so a path from a remote caller goes through `folder_under_roots` first.
     """
     if not NAME.match(name):
         raise RegistryError("name", f"must be 1-64 of a-z 0-9 - _ . but is {name!r}")
-    if session.scalar(select(Model.id).where(Model.name == name)) is not None:
+    if visibility not in VISIBILITIES:
+        raise RegistryError("visibility", f"must be one of {', '.join(VISIBILITIES)} but is {visibility!r}")
+    if visibility == PRIVATE and owner is None:
+        raise RegistryError("tenant", "a private model needs an owner tenant")
+    model = Model(name=name, owner=owner, visibility=visibility, created_at=time.time())
+    taken = session.scalar(select(Model.id).where(_name_clashes_with(model)).limit(1)) is not None
+    _end_read(session)  # the insert below begins its own transaction, after the upload
+    if taken:
         raise NameTaken(name)
     files = _upload_folder(storage, Path(os.path.realpath(folder)))
-    now = time.time()
-    model = Model(name=name, created_at=now)
     version = ModelVersion(
         model=model, version=1, parent=None, status=READY, tenant=None, job_id=None,
-        concepts_erased=[], method=None, evaluation=None, created_at=now,
+        concepts_erased=[], method=None, evaluation=None, created_at=model.created_at,
     )  # fmt: skip
-    session.add(version)
-    _attach_files(session, version, files)
     try:
+        _insert_model_if_its_name_is_free(session, model)
+        session.add(version)
+        _attach_files(session, version, files)
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -162,7 +200,8 @@ def publish_version(
     method: str,
     worker: str | None = None,
 ) -> ModelVersion | None:
-    """Publish the out folder of `unlearning.erase` as version N+1 of `model`, status ready.
+    """Publish the out folder of `unlearning.erase` as the next version of `model` in the job's
+    tenant's line (N+1, N the newest version that tenant sees), status ready.
 
     No transaction is open while files go to storage: a short one reads the job and the
     model before, another inserts the version after. With `worker`, that last transaction
@@ -170,7 +209,8 @@ def publish_version(
     `running` under `worker`'s lease; otherwise (cancelled meanwhile, or the lease lost)
     nothing is inserted and None is returned. Without `worker` the job row is left as it is.
 
-    The version belongs to the job's tenant. Idempotent per job: a second call for the same
+    The version belongs to the job's tenant, and `model` is the model that name means to that
+    tenant. Idempotent per job: a second call for the same
     `job_id` returns the version the first one made. The folder's manifest.json is stored
     with the version number and parent this publish actually gave.
     """
@@ -183,7 +223,7 @@ def publish_version(
     row = dict(model_id=model_id, parent=parent_version, status=READY, tenant=tenant, job_id=job_id,
                concepts_erased=list(concepts_erased), method=method, evaluation=_read_metrics(folder))
     for _ in range(MAX_PUBLISH_RACES):
-        number = _newest_number(session, model_id) + 1
+        number = _newest_number(session, model_id, tenant) + 1
         _end_read(session)
         manifest = _store_manifest(storage, folder, lineage | {"version": number})
         try:
@@ -211,14 +251,43 @@ def upload_files(storage: Storage, folder: Path, skip: tuple[str, ...] = ()) -> 
 
 
 class _LostRace(Exception):
-    """Another publish of the same model took the version number first."""
+    """Another publish of the same model by the same tenant took the version number first."""
+
+
+def _name_clashes_with(model: Model):
+    """Models whose name some tenant would confuse with `model`'s: every model of that name for
+    a public one; for a private one, the owner's and the public ones."""
+    same_name = Model.name == model.name
+    if model.visibility == PUBLIC:
+        return same_name
+    return and_(same_name, or_(Model.visibility == PUBLIC, Model.owner == model.owner))
+
+
+def _insert_model_if_its_name_is_free(session: Session, model: Model) -> None:
+    """Insert `model`, and refuse it (NameTaken, nothing written) if a model of a clashing name exists.
+
+    A clash spans owners, which no unique constraint says, so registrations take turns: on
+    PostgreSQL a lock on the models table that only writers of it wait for (a publish's
+    `FOR UPDATE` does not); on SQLite the insert takes the database's one write lock. Either
+    way a registration that waited sees the one before it, committed.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE models IN SHARE ROW EXCLUSIVE MODE"))
+    session.add(model)
+    session.flush()
+    clash = select(Model.id).where(_name_clashes_with(model), Model.id != model.id).limit(1)
+    if session.scalar(clash) is not None:
+        session.rollback()
+        raise NameTaken(model.name)
 
 
 def _publish_target(session: Session, model: str, job_id: str) -> tuple[ModelVersion | None, str, int]:
-    """(the job's version if it has one, the job's tenant, the model's id), in a read that ends here."""
+    """(the job's version if it has one, the job's tenant, the id of the model `model` means
+    to that tenant), in a read that ends here."""
     existing = _version_of_job(session, job_id)
     tenant = session.scalar(select(Job.tenant).where(Job.id == job_id))
-    model_id = session.scalar(select(Model.id).where(Model.name == model))
+    found = find_model(session, model, tenant) if tenant is not None else None
+    model_id = None if found is None else found.id
     _end_read(session)
     if existing is None and tenant is None:
         raise RegistryError("job_id", f"no job {job_id!r}")
@@ -231,7 +300,7 @@ def _insert_version(session, version: ModelVersion, files, worker: str | None, m
     """One short transaction: the version row and its files, and (with `worker`) the job's end."""
     # FOR UPDATE serialises publishes of one model on PostgreSQL; SQLite serialises writers.
     session.execute(select(Model.id).where(Model.id == version.model_id).with_for_update())
-    if _newest_number(session, version.model_id) != version.version - 1:
+    if _newest_number(session, version.model_id, version.tenant) != version.version - 1:
         session.rollback()
         raise _LostRace
     result = {"model": model, "version": version.version}
@@ -248,8 +317,10 @@ def _insert_version(session, version: ModelVersion, files, worker: str | None, m
     return version
 
 
-def _newest_number(session: Session, model_id: int) -> int:
-    return session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model_id)) or 0
+def _newest_number(session: Session, model_id: int, tenant: str) -> int:
+    """The newest version number of the model that `tenant` sees: its own newest, or the base's 1."""
+    line = or_(ModelVersion.tenant.is_(None), ModelVersion.tenant == tenant)
+    return session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model_id, line)) or 0
 
 
 def _end_read(session: Session) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from service.api.schemas import EventPublic, FilePublic, JobPublic, VersionPublic
 from service.models import Job, JobEvent, ModelVersion
+from service.registry import version_visibility
 
 
 # A `/` that starts a word (not `a/b`, `3/10`, `./x`) and what follows up to a space, quote or bracket.
@@ -51,7 +52,7 @@ def version_public(version: ModelVersion) -> VersionPublic:
     return VersionPublic(
         name=version.model.name, version=version.version, parent=version.parent, status=version.status,
         job_id=version.job_id, concepts_erased=version.concepts_erased, method=version.method,
-        created_at=int(version.created_at), evaluation=version.evaluation,
+        created_at=int(version.created_at), evaluation=version.evaluation, visibility=version_visibility(version),
         files=[FilePublic(path=f.path, size=f.size, sha256=f.sha256) for f in version.files],
     )  # fmt: skip
 

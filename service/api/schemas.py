@@ -45,6 +45,8 @@ MetaKey = single_line(min_length=1, max_length=64)
 MetaValue = single_line(max_length=512)
 MethodId = single_line(min_length=1, max_length=32)
 ServerPath = single_line(min_length=1, max_length=4096)
+Tenant = single_line(min_length=1, max_length=64)
+Visibility = Literal["private", "public"]
 
 T = TypeVar("T")
 
@@ -97,8 +99,12 @@ class ModelSource(Body):
 
 
 class ModelCreate(Body):
-    name: ModelName
+    name: ModelName = Field(description="Unique among the models of its tenant and the public ones; "
+                                        "a public model's name, among all models.")
     source: ModelSource
+    visibility: Visibility = Field("private", description="private: only its tenant sees the model, its "
+                                   "versions and may run jobs on it; public: every tenant does.")
+    tenant: Tenant | None = Field(None, description="The tenant the model belongs to (default: the admin's own).")
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -122,11 +128,14 @@ class VersionPublic(BaseModel):
     created_at: int
     files: list[FilePublic]
     evaluation: dict[str, Any] | None
+    visibility: Visibility = Field(description="public: every tenant sees this version (a public base); "
+                                               "private: only your tenant does.")
 
 
 class ModelPublic(BaseModel):
     object: Literal["model"] = "model"
     name: str
+    visibility: Visibility
     created_at: int
     newest_version: VersionPublic
 

@@ -1,6 +1,7 @@
 """From a validated job body to a queued, published job (ARCHITECTURE.md, step 1).
 
-Order matters: everything that can refuse the request runs before anything is written;
+Order matters: everything that can refuse the request runs before anything is written
+(the body, then the limits of service/limits.py: the job's cost, the tenant's queued jobs);
 then the job row and its first event commit together; only then is the message published.
 A failed publish leaves the job queued for the reconciler to publish again.
 """
@@ -9,14 +10,13 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import idempotency, jobs, registry
+from service import idempotency, jobs, limits, registry
 from service.api.schemas import JobCreate
 from service.auth import Caller
 from service.jobs import JobSpec
-from service.models import Job, Model
+from service.models import Job
 from service.problems import Problem, field_problem
 from unlearning.errors import InvalidInput
 from unlearning.methods import METHOD_IDS, validate
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 def submit(session: Session, parts, caller: Caller, body: JobCreate, key: str | None) -> tuple[Job, bool]:
     """The job for this request and whether it was created now (False: an Idempotency-Key replay)."""
     spec = job_spec(session, caller.tenant, body)
+    limits.check_job_cost(parts.settings, caller.tenant, spec.method, spec.hyperparameters)
     if key is None:
         return _create_and_publish(session, parts, caller.tenant, spec, None), True
     digest = idempotency.body_hash(body.model_dump(mode="json"))
@@ -45,7 +46,7 @@ def job_spec(session: Session, tenant: str, body: JobCreate) -> JobSpec:
     ref = body.base_model
     base = registry.get_version(session, ref.name, ref.version, tenant)
     if base is None:
-        known = session.scalar(select(Model.id).where(Model.name == ref.name)) is not None
+        known = registry.find_model(session, ref.name, tenant) is not None  # as this tenant sees it
         if known and ref.version is not None:
             raise field_problem("base_model.version", f"model {ref.name!r} has no version {ref.version}", code="unknown_version")
         raise field_problem("base_model.name", f"no model named {ref.name!r}", code="unknown_model")
@@ -64,6 +65,7 @@ def job_spec(session: Session, tenant: str, body: JobCreate) -> JobSpec:
 
 
 def _create_and_publish(session, parts, tenant: str, spec: JobSpec, key: str | None) -> Job:
+    limits.check_queue(session, parts.settings, tenant)  # not for a replay: its job exists already
     job = jobs.create_job(session, tenant, spec, idempotency_key=key)
     if not parts.publish(job.id):
         log.warning("job %s stays queued: the broker did not take its message; the reconciler will", job.id)

@@ -16,14 +16,19 @@ UNET = "unet/diffusion_pytorch_model.safetensors"
 
 
 def start_gateway(settings: Settings, tiny_pipeline: Path, broker=None):
-    """A TestClient on a migrated database, with the tiny pipeline registered as `tiny` v1."""
+    """A TestClient on a migrated database, with the tiny pipeline registered as `tiny` v1.
+
+    `tiny` is public: the admin key is the operator's tenant (`ops`), and the tests run jobs
+    on it as tenant-a and tenant-b.
+    """
     from fastapi.testclient import TestClient
 
     from service.app import create_app
 
     migrate(settings.database_url)
     client = TestClient(create_app(settings, broker=broker), raise_server_exceptions=False)
-    response = client.post("/v1/models", json={"name": "tiny", "source": {"path": str(tiny_pipeline)}}, headers=ADMIN)
+    body = {"name": "tiny", "source": {"path": str(tiny_pipeline)}, "visibility": "public"}
+    response = client.post("/v1/models", json=body, headers=ADMIN)
     assert response.status_code == 201, response.text
     return client
 

@@ -131,7 +131,9 @@ def test_admin_route_needs_an_admin_key(gateway, tiny_pipeline):
      ({"name": "other", "source": {"path": "{tiny}/nowhere"}}, 422, "source.path"),
      ({"name": "other", "source": {"path": "{tiny}/unet"}}, 422, "source.path"),
      ({"name": "UPPER", "source": {"path": "{tiny}"}}, 422, "name"),
-     ({"name": "other"}, 422, "source")],
+     ({"name": "other"}, 422, "source"),
+     ({"name": "other", "source": {"path": "{tiny}"}, "visibility": "everyone"}, 422, "visibility"),
+     ({"name": "other", "source": {"path": "{tiny}"}, "tenant": "nobody"}, 422, "tenant")],
 )  # fmt: skip
 def test_register_model_bad_input(gateway, tiny_pipeline, body, status, field):
     client = gateway[0]

@@ -55,6 +55,7 @@ def test_controls_at_the_ends_are_refused_not_stripped(shared_gateway, concept):
     ({"name": "tiny\x00", "source": {"path": "/srv/models/sd"}}, "name"),
     ({"name": "other", "source": {"path": "/srv/models/sd\x00"}}, "source.path"),
     ({"name": "other", "source": {"path": "/srv/models/\x1b[2Jsd"}}, "source.path"),
+    ({"name": "other", "source": {"path": "/srv/models/sd"}, "tenant": "tenant-a\n"}, "tenant"),
 ])  # fmt: skip
 def test_registration_refuses_control_characters(shared_gateway, body, field):
     client = shared_gateway[0]

@@ -1,9 +1,21 @@
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+"""Migrations build the schema of `service.models` on SQLite and PostgreSQL, and carry old rows over."""
 
-from service.db import migrate
+import time
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from service import jobs, registry
+from service.db import MIGRATIONS, make_engine, migrate, session_factory
+from service.jobs import JobSpec
 from service.models import Base
+from service.storage import LocalStorage
+from tests.service.conftest import _empty_postgres
+from tests.service.service_helpers import out_folder
 
 
 def test_migrations_build_the_models_schema(database_url):
@@ -18,5 +30,58 @@ def test_migrate_twice_is_a_no_op(database_url):
     migrate(database_url)
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0001"
+        assert MigrationContext.configure(connection).get_current_revision() == "0002"
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path):
+    """An empty database of each kind, not migrated."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lethe.db'}"
+    url = request.getfixturevalue("postgres_url")
+    _empty_postgres(url)
+    return url
+
+
+def upgrade(url: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["url"] = url
+    command.upgrade(config, revision)
+
+
+def deployment_at_0001(url: str) -> None:
+    """A database of revision 0001 holding base `sd15` and a version made by each of two tenants' jobs."""
+    upgrade(url, "0001")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO models (id, name, created_at) VALUES (1, 'sd15', :now)"), {"now": time.time()})
+        version = text("INSERT INTO model_versions (model_id, version, parent, status, tenant, job_id, concepts_erased, "
+                       "created_at) VALUES (1, :version, :parent, 'ready', :tenant, :job, '[]', :now)")
+        for number, parent, tenant, job in ((1, None, None, None), (2, 1, "tenant-a", "job_a"), (3, 1, "tenant-b", "job_b")):
+            connection.execute(version, {"version": number, "parent": parent, "tenant": tenant, "job": job, "now": time.time()})
+    engine.dispose()
+
+
+def test_0002_makes_existing_models_public_and_numbers_new_versions_per_tenant(empty_url, tiny_pipeline, tmp_path):
+    deployment_at_0001(empty_url)
+    migrate(empty_url)
+    engine = make_engine(empty_url)
+    storage = LocalStorage(tmp_path / "storage")
+    with session_factory(engine)() as session:
+        model = registry.find_model(session, "sd15", "tenant-c")
+        assert (model.visibility, model.owner) == ("public", None)
+        # Old versions keep their numbers, each still seen by its own tenant only.
+        assert [v.version for v in registry.list_versions(session, "sd15", "tenant-a")] == [2, 1]
+        assert [v.version for v in registry.list_versions(session, "sd15", "tenant-b")] == [3, 1]
+        assert [v.version for v in registry.list_versions(session, "sd15", "tenant-c")] == [1]
+        # A new version follows the newest its tenant sees.
+        for tenant, expected in (("tenant-a", 3), ("tenant-b", 4), ("tenant-c", 2)):
+            job = jobs.create_job(session, tenant, JobSpec(base_model="sd15", base_version=1, concepts=["cat"], method="rg"))
+            folder = out_folder(tiny_pipeline, tmp_path / tenant, tenant.encode())
+            assert registry.publish_version(session, storage, "sd15", 1, job.id, folder, ["cat"], "rg").version == expected
+        # Its name is public: no tenant may have a private `sd15` now.
+        with pytest.raises(registry.NameTaken):
+            registry.register_base(session, storage, "sd15", tiny_pipeline, owner="tenant-a", visibility="private")
     engine.dispose()

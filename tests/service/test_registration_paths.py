@@ -1,8 +1,9 @@
 """Registering a base model reads only a folder under the model roots, and only what lies in it.
 
-Every tenant may download a registered base, so a folder that led anywhere else (a symbolic
-link to /etc/passwd or /proc/self/environ, which holds LETHE_API_KEYS) would hand the
-server's files to every tenant.
+Every tenant may download a public base (and its owner tenant a private one), so a folder that
+led anywhere else (a symbolic link to /etc/passwd or /proc/self/environ, which holds
+LETHE_API_KEYS) would hand the server's files to every tenant. The tests register public
+models and download them as tenant-a, a tenant that is not the admin's.
 """
 
 import os
@@ -48,7 +49,8 @@ def model(roots, tiny_pipeline) -> Path:
 
 def register(client, path) -> dict:
     """The answer's body, with its HTTP status as `http_status`."""
-    response = client.post("/v1/models", json={"name": "sd", "source": {"path": str(path)}}, headers=ADMIN)
+    body = {"name": "sd", "source": {"path": str(path)}, "visibility": "public"}
+    response = client.post("/v1/models", json=body, headers=ADMIN)
     return response.json() | {"http_status": response.status_code}
 
 

@@ -14,7 +14,7 @@ from tests.service.service_helpers import UNET, out_folder
 
 @pytest.fixture
 def base(session, storage, tiny_pipeline):
-    return registry.register_base(session, storage, "tiny", tiny_pipeline)
+    return registry.register_base(session, storage, "tiny", tiny_pipeline, owner="ops", visibility="public")
 
 
 @pytest.fixture
@@ -33,14 +33,14 @@ def test_register_base_stores_every_file(session, storage, base, tiny_pipeline):
 @pytest.mark.parametrize(("name", "field"), [("Bad Name", "name"), ("x" * 65, "name"), ("ok", "source.path")])
 def test_register_rejects_bad_input(session, storage, tmp_path, name, field):
     with pytest.raises(registry.RegistryError) as caught:
-        registry.register_base(session, storage, name, tmp_path / "nowhere")
+        registry.register_base(session, storage, name, tmp_path / "nowhere", owner="ops", visibility="public")
     assert caught.value.field == field
     assert session.scalar(select(func.count()).select_from(ModelVersion)) == 0
 
 
 def test_register_twice_is_refused(session, storage, base, tiny_pipeline):
     with pytest.raises(registry.NameTaken):
-        registry.register_base(session, storage, "tiny", tiny_pipeline)
+        registry.register_base(session, storage, "tiny", tiny_pipeline, owner="ops", visibility="public")
 
 
 def test_publish_shares_unchanged_components_and_is_idempotent(session, storage, base, job, tiny_pipeline, tmp_path):
@@ -86,17 +86,18 @@ def test_failed_publish_leaves_no_visible_version(session, storage, base, job, t
     assert registry.publish_version(session, storage, "tiny", 1, job.id, folder, ["cat"], "rg").version == 2
 
 
-def test_versions_are_numbered_in_order_and_visible_to_their_tenant(session, storage, base, tiny_pipeline, tmp_path):
+def test_each_tenant_numbers_its_versions_and_sees_only_them(session, storage, base, tiny_pipeline, tmp_path):
     spec = JobSpec(base_model="tiny", base_version=1, concepts=["dog"], method="rg")
     first = jobs.create_job(session, "tenant-a", spec)
     second = jobs.create_job(session, "tenant-b", spec)
     registry.publish_version(session, storage, "tiny", 1, first.id, out_folder(tiny_pipeline, tmp_path / "a", b"a"), ["dog"], "rg")
     registry.publish_version(session, storage, "tiny", 1, second.id, out_folder(tiny_pipeline, tmp_path / "b", b"b"), ["dog"], "rg")
     assert [v.version for v in registry.list_versions(session, "tiny", "tenant-a")] == [2, 1]
-    assert [v.version for v in registry.list_versions(session, "tiny", "tenant-b")] == [3, 1]
-    assert registry.get_version(session, "tiny", 3, "tenant-a") is None
-    assert registry.get_version(session, "tiny", None, "tenant-b").version == 3
-    assert [m.version for m in registry.list_models(session, "tenant-a")] == [2]
+    assert [v.version for v in registry.list_versions(session, "tiny", "tenant-b")] == [2, 1]
+    assert registry.get_version(session, "tiny", 2, "tenant-a").job_id == first.id
+    assert registry.get_version(session, "tiny", None, "tenant-b").job_id == second.id
+    assert [(m.version, m.job_id) for m in registry.list_models(session, "tenant-a")] == [(2, first.id)]
+    assert [(m.version, m.job_id) for m in registry.list_models(session, "tenant-c")] == [(1, None)]
 
 
 class CallsBeforeEachPut:

@@ -43,10 +43,11 @@ def http(live_server):
 
 @pytest.fixture
 def big_model(http, tiny_pipeline, tmp_path) -> str:
-    """A shared base model `big` whose folder holds one file of BIG_FILE_BYTES."""
+    """A public base model `big` whose folder holds one file of BIG_FILE_BYTES."""
     folder = shutil.copytree(tiny_pipeline, tmp_path / "big")
     (folder / BIG_FILE).write_bytes(bytes(range(256)) * (BIG_FILE_BYTES // 256))
-    response = http.post("/v1/models", json={"name": "big", "source": {"path": str(folder)}}, headers=ADMIN, timeout=60)
+    body = {"name": "big", "source": {"path": str(folder)}, "visibility": "public"}
+    response = http.post("/v1/models", json=body, headers=ADMIN, timeout=60)
     assert response.status_code == 201, response.text
     return "/v1/models/big/versions/1"
 

@@ -101,7 +101,8 @@ class Deployment:
 
     def register_base(self, folder: Path) -> None:
         with self.sessions() as session:
-            registry.register_base(session, open_storage(self.settings), self.base_model, folder)
+            registry.register_base(session, open_storage(self.settings), self.base_model, folder, owner=TENANT,
+                                   visibility="private")
 
     def submit(self, concepts=("cat",), hyperparameters=None, publish: bool = True, **spec) -> str:
         """What the gateway does for POST /v1/jobs: insert the queued job, then publish it."""

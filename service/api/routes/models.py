@@ -1,4 +1,4 @@
-"""Models and their versions."""
+"""Models and their versions, as the calling tenant sees them (see `service.registry`)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,16 @@ def register_model(body: ModelCreate, session: SessionDep, parts: PartsDep, call
     """Register a diffusers Stable Diffusion folder on the server as version 1 (admin).
 
     The folder must lie under one of the model roots (`LETHE_MODEL_ROOTS`); only what lies in it is read.
+    The model belongs to the admin's tenant, or to `tenant`; `private` (the default) shows it to
+    that tenant alone, `public` to every tenant.
     """
+    owner = caller.tenant if body.tenant is None else body.tenant
+    if owner not in {key.tenant for key in parts.keys.values()}:
+        raise field_problem("tenant", f"no API key belongs to tenant {owner!r}")
     try:
         folder = registry.folder_under_roots(body.source.path, parts.settings.model_root_paths)
-        version = registry.register_base(session, parts.storage, body.name, folder)
+        version = registry.register_base(session, parts.storage, body.name, folder, owner=owner,
+                                         visibility=body.visibility)  # fmt: skip
     except registry.NameTaken as error:
         raise field_problem(error.field, error.message, status=409, code="name_taken") from None
     except registry.RegistryError as error:
@@ -38,7 +44,8 @@ def register_model(body: ModelCreate, session: SessionDep, parts: PartsDep, call
 @router.get("", response_model=ListOf[ModelPublic])
 def list_models(session: SessionDep, caller: CallerDep) -> ListOf[ModelPublic]:
     newest = registry.list_models(session, caller.tenant)
-    data = [ModelPublic(name=v.model.name, created_at=int(v.model.created_at), newest_version=version_public(v)) for v in newest]
+    data = [ModelPublic(name=v.model.name, visibility=v.model.visibility, created_at=int(v.model.created_at),
+                        newest_version=version_public(v)) for v in newest]  # fmt: skip
     return ListOf[ModelPublic](data=data)
 
 
