@@ -17,6 +17,7 @@ ERRORS = {
     "413": "The body is too large.",
     "416": "The range is outside the file.",
     "422": "A field is invalid; `errors` names it.",
+    "429": "Past a limit (request rate, queued jobs); `errors` names it, `Retry-After` says when to retry.",
     "500": "Internal error (no details are given).",
     "503": "Not ready.",
 }
@@ -53,7 +54,7 @@ def _with_problems(document: dict) -> dict:
 
 
 def _document_errors(operation: dict, authenticated: bool) -> None:
-    codes = ["500"] + (["400", "401", "403", "404", "409", "413", "416", "422"] if authenticated else ["503"])
+    codes = ["500"] + (["400", "401", "403", "404", "409", "413", "416", "422", "429"] if authenticated else ["503"])
     responses = operation["responses"]
     for code in codes:
         description = responses.get(code, {}).get("description") or ERRORS[code]

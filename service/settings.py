@@ -79,12 +79,74 @@ class Settings(BaseSettings):
     )
     sse_poll_s: float = Field(0.5, gt=0, description="How often an event stream looks for new events.")
 
+    # -- what one caller may take (service/limits.py) ------------------------------------------
+    rate_limit: str = Field(
+        "300/second;10000/minute",
+        description="Requests per tenant on `/v1` routes, in the `limits` package's notation (`N/second`, "
+        "`N/minute`, ...; several joined by `;`); 429 above. Empty: no limit.",
+    )
+    auth_failure_limit: str = Field(
+        "30/minute",
+        description="Requests with a missing or wrong API key per client address (as the server sees it), same "
+        "notation; above it every request from that address answers 429, a right key too, until the window passes. "
+        "Empty: no limit.",
+    )
+    rate_limit_storage_url: str = Field(
+        "",
+        description="Where the request counts are kept (`redis://host:6379/1`, `memory://`). Empty: the broker's "
+        "Redis when the broker is Redis (every gateway shares the counts), else this process's memory.",
+    )
+    max_queued_jobs: int = Field(
+        100, ge=0, description="Jobs one tenant may have queued at once; a submission above it answers 429. 0: no limit."
+    )
+    max_running_jobs: int = Field(
+        0,
+        ge=0,
+        description="Jobs one tenant may have running at once; its other jobs wait in the queue while other "
+        "tenants' jobs run. 0: no limit.",
+    )
+    max_job_cost: int = Field(
+        2_000_000,
+        ge=0,
+        description="Largest cost of one job in UNet passes (README, Security); a costlier job answers 422 naming "
+        "`hyperparameters`. 0: no limit.",
+    )
+    job_cost_limits: str = Field(
+        "",
+        description="Per-tenant overrides of `max_job_cost`, comma-separated `tenant:cost` (`lab:5000000,demo:0`; "
+        "0: no limit).",
+    )
+    min_free_bytes: int = Field(
+        1 << 30,
+        ge=0,
+        description="Free disk space `/readyz` wants in the data folder and in a local storage folder (503 below it). "
+        "0: not checked.",
+    )
+
     @field_validator("model_roots")
     @classmethod
     def _roots_are_absolute(cls, value: str) -> str:
         for root in _split_roots(value):
             if not os.path.isabs(root):
                 raise ValueError(f"each model root must be an absolute path, but {root!r} is not")
+        return value
+
+    @field_validator("rate_limit", "auth_failure_limit")
+    @classmethod
+    def _rates_parse(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a rate such as 300/second or 20/minute;100/hour") from None
+        return value
+
+    @field_validator("job_cost_limits")
+    @classmethod
+    def _cost_limits_parse(cls, value: str) -> str:
+        parse_cost_limits(value)
         return value
 
     @model_validator(mode="after")
@@ -101,6 +163,10 @@ class Settings(BaseSettings):
         return tuple(Path(root) for root in _split_roots(self.model_roots))
 
     @property
+    def job_cost_limit_by_tenant(self) -> dict[str, int]:
+        return parse_cost_limits(self.job_cost_limits)
+
+    @property
     def cache_dir(self) -> Path:
         """Latents cache shared by jobs on the same base model."""
         return self.data_dir / "cache"
@@ -113,3 +179,14 @@ class Settings(BaseSettings):
 
 def _split_roots(value: str) -> list[str]:
     return [root.strip() for root in value.split(",") if root.strip()]
+
+
+def parse_cost_limits(text: str) -> dict[str, int]:
+    """{tenant: largest job cost} from `tenant:cost,...`; ValueError names a bad entry."""
+    limits = {}
+    for position, entry in enumerate(filter(None, (e.strip() for e in text.split(","))), 1):
+        tenant, _, cost = entry.rpartition(":")
+        if not tenant or not cost.isdigit():
+            raise ValueError(f"job_cost_limits entry {position} must be tenant:cost (a whole number), got {entry!r}")
+        limits[tenant] = int(cost)
+    return limits

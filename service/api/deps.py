@@ -1,4 +1,5 @@
-"""What routes receive: the app's parts, a database session, and the authenticated caller.
+"""What routes receive: the app's parts, a database session, and the authenticated caller,
+counted against the request rates (service/limits.py).
 
 The session lives only as long as the route function: it is closed (its connection back in
 the pool) before the response is sent, so a client that reads slowly, or a stream that lasts
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service import idempotency
 from service.auth import Caller, authenticate
+from service.limits import RateLimits
 from service.metrics import Metrics
 from service.problems import Problem, field_problem
 from service.settings import Settings
@@ -43,6 +45,11 @@ class Parts:
     # number of streams can take every thread that ordinary requests run in (anyio's 40).
     stream_polls: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(STREAM_POLL_THREADS))
     download_reads: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(DOWNLOAD_READ_THREADS))
+    rate_limits: RateLimits | None = None  # None: built from the settings
+
+    def __post_init__(self) -> None:
+        if self.rate_limits is None:
+            self.rate_limits = RateLimits(self.settings)
 
 
 # The dependencies below do no blocking I/O, so they are `async`: FastAPI would run a plain
@@ -64,12 +71,22 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 
 async def get_caller(request: Request) -> Caller:
-    """The caller of `Authorization: Bearer <key>` (the scheme is declared in the OpenAPI document)."""
-    header = request.headers.get("authorization")
-    caller = authenticate(request.app.state.parts.keys, header)
+    """The caller of `Authorization: Bearer <key>` (the scheme is declared in the OpenAPI document),
+    within its tenant's request rate; 401 without a valid key, 429 past a limit."""
+    parts = request.app.state.parts
+    address = request.client.host if request.client else "unknown"
+    return await parts.rate_limits.run(_admit, parts, request.headers.get("authorization"), address)
+
+
+def _admit(parts: Parts, header: str | None, address: str) -> Caller:
+    limits = parts.rate_limits
+    limits.refuse_blocked_address(address)
+    caller = authenticate(parts.keys, header)
     if caller is None:
+        limits.count_auth_failure(address)
         detail = "missing API key" if not header else "wrong API key"
         raise Problem(401, detail, [{"field": "Authorization", "message": detail}], headers={"WWW-Authenticate": "Bearer"})
+    limits.take_request(caller.tenant)
     return caller
 
 

@@ -1,6 +1,7 @@
 """From a validated job body to a queued, published job (ARCHITECTURE.md, step 1).
 
-Order matters: everything that can refuse the request runs before anything is written;
+Order matters: everything that can refuse the request runs before anything is written
+(the body, then the limits of service/limits.py: the job's cost, the tenant's queued jobs);
 then the job row and its first event commit together; only then is the message published.
 A failed publish leaves the job queued for the reconciler to publish again.
 """
@@ -11,7 +12,7 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from service import idempotency, jobs, registry
+from service import idempotency, jobs, limits, registry
 from service.api.schemas import JobCreate
 from service.auth import Caller
 from service.jobs import JobSpec
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 def submit(session: Session, parts, caller: Caller, body: JobCreate, key: str | None) -> tuple[Job, bool]:
     """The job for this request and whether it was created now (False: an Idempotency-Key replay)."""
     spec = job_spec(session, caller.tenant, body)
+    limits.check_job_cost(parts.settings, caller.tenant, spec.method, spec.hyperparameters)
     if key is None:
         return _create_and_publish(session, parts, caller.tenant, spec, None), True
     digest = idempotency.body_hash(body.model_dump(mode="json"))
@@ -63,6 +65,7 @@ def job_spec(session: Session, tenant: str, body: JobCreate) -> JobSpec:
 
 
 def _create_and_publish(session, parts, tenant: str, spec: JobSpec, key: str | None) -> Job:
+    limits.check_queue(session, parts.settings, tenant)  # not for a replay: its job exists already
     job = jobs.create_job(session, tenant, spec, idempotency_key=key)
     if not parts.publish(job.id):
         log.warning("job %s stays queued: the broker did not take its message; the reconciler will", job.id)
