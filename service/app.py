@@ -11,9 +11,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import openapi, problems
+from service import console, openapi, problems
 from service.api.deps import Parts
-from service.api.routes import files, health, jobs, models
+from service.api.routes import files, health, jobs, methods, models
 from service.auth import parse_api_keys
 from service.body_limit import BodyLimit
 from service.db import make_engine, session_factory
@@ -40,14 +40,15 @@ def create_app(settings: Settings, broker: tuple[Callable[[str], bool], Callable
         engine.dispose()
 
     app = FastAPI(
-        title="Lethe", version="1", lifespan=lifespan,
+        title="Lethe", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,  # offline docs: openapi.install
         description="Remove concepts from text-to-image diffusion models; download the unlearned weights.",
     )  # fmt: skip
     app.state.parts = parts
     problems.install(app)
-    for router in (health.router, models.router, files.router, jobs.router):
+    for router in (health.router, models.router, files.router, jobs.router, methods.router):
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetrics, metrics=parts.metrics)
     openapi.install(app)
+    console.install(app)
     return app

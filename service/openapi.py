@@ -1,9 +1,16 @@
-"""The OpenAPI document, with every error documented as RFC 9457 problem+json."""
+"""The OpenAPI document, with every error documented as RFC 9457 problem+json, and its two
+readers, Swagger UI at /docs and ReDoc at /redoc, served from files installed with the
+package `fastapi-standalone-docs` (FastAPI's defaults load them from a CDN, and a
+self-hosted service often has no internet).
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 
 from service.problems import MEDIA_TYPE, ProblemDocument
 
@@ -21,7 +28,8 @@ ERRORS = {
     "500": "Internal error (no details are given).",
     "503": "Not ready.",
 }
-PUBLIC = ("/livez", "/readyz", "/metrics", "/openapi.json")
+PUBLIC = ("/livez", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
+DOCS_ASSETS = "/docs/assets"  # the package's static folder: swagger/, redoc/, fastapi/favicon.png
 
 
 def install(app: FastAPI) -> None:
@@ -33,6 +41,31 @@ def install(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi
+    _install_docs(app)
+
+
+def _install_docs(app: FastAPI) -> None:
+    app.mount(DOCS_ASSETS, StaticFiles(packages=[("fastapi_standalone_docs", "static")]), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + app.openapi_url, title=f"{app.title} API",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/fastapi/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+        )  # fmt: skip
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_redoc_html(
+            openapi_url=root + app.openapi_url, title=f"{app.title} API",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/fastapi/favicon.png", with_google_fonts=False,
+        )  # fmt: skip
 
 
 def _with_problems(document: dict) -> dict:
