@@ -11,6 +11,10 @@ machine:
     running -> queued                         (its worker shuts down: `release`)
 
 `succeeded`, `failed` and `cancelled` never change again.
+
+A message on the queue is a wake-up call, not an order: the worker that takes one claims the
+best queued job by the fair order of `claim_next` (one message per queued job keeps the two
+counts equal; a message that finds no job is dropped).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import case, func, select, text, update
+from sqlalchemy.orm import Session, aliased
 
 from service import idempotency
 from service.models import Job, JobEvent
@@ -32,6 +36,8 @@ SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
 ACTIVE = (RUNNING, CANCELLING)  # a worker holds the lease
 STATUSES = (QUEUED, RUNNING, CANCELLING, SUCCEEDED, FAILED, CANCELLED)
+CLAIM_LOCK = 0x6C65746865  # PostgreSQL advisory lock taken by every claim_next ("lethe")
+CLAIM_TRIES = 3
 
 
 @dataclass
@@ -118,6 +124,67 @@ def claim(session: Session, job_id: str, worker: str) -> Job | None:
     _event(session, job_id, "message", f"attempt {job.attempt} started on {worker}", {"status": RUNNING})
     session.commit()
     return job
+
+
+def claim_next(session: Session, worker: str, max_running: int = 0) -> Job | None:
+    """Claim the best queued job for `worker` (`queued -> running` under its lease), in ONE
+    atomic UPDATE; None when no queued job may start.
+
+    The fair order: first the jobs of the tenant with the fewest running jobs, then of the
+    tenant whose last job started longest ago (so that with one worker the tenants take turns),
+    then the oldest job. A job put back in the queue keeps its place: the order is by creation,
+    not by when its message was sent. With `max_running`, a tenant with that many running jobs
+    has none claimed. Claims are one at a time (SQLite writes are; on PostgreSQL an advisory
+    lock held to the commit), so the order and the cap hold however many workers claim at once.
+    """
+    for _ in range(CLAIM_TRIES):
+        _one_claim_at_a_time(session)
+        now = time.time()
+        job_id = session.execute(
+            update(Job)
+            .where(Job.id == _best_queued(max_running), Job.status == QUEUED)
+            .values(status=RUNNING, worker=worker, heartbeat_at=now, started_at=now, attempt=Job.attempt + 1)
+            .returning(Job.id)
+        ).scalar_one_or_none()
+        if job_id is not None:
+            job = session.get(Job, job_id, populate_existing=True)
+            _event(session, job_id, "message", f"attempt {job.attempt} started on {worker}", {"status": RUNNING})
+            session.commit()
+            return job
+        session.rollback()  # nothing queued, or a cancel took the chosen job meanwhile: look again
+    return None
+
+
+def _best_queued(max_running: int):
+    """The id of the first queued job in the fair order (a scalar subquery; NULL when none may start)."""
+    seen, queued_tenants, queued = aliased(Job), aliased(Job), aliased(Job)
+    tenants = (
+        select(
+            seen.tenant.label("tenant"),
+            func.sum(case((seen.status.in_(ACTIVE), 1), else_=0)).label("running"),
+            func.coalesce(func.max(seen.started_at), 0.0).label("last_start"),
+        )
+        .where(seen.tenant.in_(select(queued_tenants.tenant).where(queued_tenants.status == QUEUED)))
+        .group_by(seen.tenant)
+        .subquery()
+    )
+    best = (
+        select(queued.id)
+        .join(tenants, tenants.c.tenant == queued.tenant)
+        .where(queued.status == QUEUED)
+        .order_by(tenants.c.running, tenants.c.last_start, queued.created_at, queued.id)
+        .limit(1)
+    )
+    if max_running:
+        best = best.where(tenants.c.running < max_running)
+    return best.scalar_subquery()
+
+
+def _one_claim_at_a_time(session: Session) -> None:
+    """PostgreSQL: wait for the claim lock, held until this transaction ends. (SQLite needs none:
+    its UPDATE takes the database's one write lock before it reads.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
 
 
 def heartbeat(session: Session, job_id: str, worker: str) -> str | None:
