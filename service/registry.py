@@ -307,9 +307,9 @@ def _insert_version(session, version: ModelVersion, files, worker: str | None, m
     if worker is not None and not jobs.mark_succeeded(session, version.job_id, worker, result):
         session.rollback()
         return None
-    session.add(version)
-    _attach_files(session, version, files)
     try:
+        session.add(version)
+        _attach_files(session, version, files)  # its lookups flush the version row: a lost race may show here
         session.commit()
     except IntegrityError:
         session.rollback()
