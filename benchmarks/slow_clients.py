@@ -97,7 +97,8 @@ def prepare(http: httpx.Client, data_dir: Path) -> tuple[str, str]:
     (big / BIG_FILE).write_bytes(os.urandom(BIG_FILE_BYTES))
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     for name, folder in (("tiny", tiny), ("big", big)):
-        assert http.post("/v1/models", json={"name": name, "source": {"path": str(folder)}}, headers=admin, timeout=120).status_code == 201
+        body = {"name": name, "source": {"path": str(folder)}, "visibility": "public"}  # the other tenants use them
+        assert http.post("/v1/models", json=body, headers=admin, timeout=120).status_code == 201
 
     def job(key: str) -> str:
         body = {"base_model": {"name": "tiny"}, "concepts": ["cat"]}

@@ -39,9 +39,9 @@ def cmd_models(api: Api, args) -> int:
     models = api.get("/v1/models").get("data", [])
     if args.json:
         return _print_json(models)
-    rows = [(m.get("name", "?"), _newest(m).get("version", "?"),
+    rows = [(m.get("name", "?"), _newest(m).get("version", "?"), m.get("visibility", "?"),
              ", ".join(_newest(m).get("concepts_erased") or []) or "-") for m in models]
-    _print_table(("MODEL", "NEWEST", "CONCEPTS ERASED"), rows)
+    _print_table(("MODEL", "NEWEST", "VISIBILITY", "CONCEPTS ERASED"), rows)
     return 0
 
 

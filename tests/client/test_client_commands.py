@@ -56,7 +56,7 @@ def version_files(live_server, erased):
 
 def test_models_lists_the_registered_model(live_server):
     run = ok(lethe(live_server, "models"))
-    assert re.search(r"^tiny\s+1\b", run.stdout, re.M), run.stdout
+    assert re.search(r"^tiny\s+1\s+private\b", run.stdout, re.M), run.stdout  # the admin's own tenant's model
     names = [m["name"] for m in json.loads(ok(lethe(live_server, "models", "--json")).stdout)]
     assert "tiny" in names
 
