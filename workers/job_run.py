@@ -2,7 +2,8 @@
 
 The library does the work (`unlearning.erase`); this module moves the job through its
 states and keeps the database informed:
-- claim `queued -> running` atomically (nothing to claim: a duplicate message, dropped);
+- claim `queued -> running` atomically: the best queued job in the fair order, which need not
+  be the message's own (nothing to claim: a duplicate message, dropped);
 - renew the lease from a heartbeat thread, which also brings back `cancelling` and stops
   the job when the lease lapses (the database out of reach for `lease_s`);
 - erase from the base version's local folder. The resumable state lives in the storage
@@ -18,8 +19,10 @@ states and keeps the database informed:
   transaction that inserts it also ends the job `succeeded`, if a cancel or another worker
   has not taken it meanwhile (then nothing is published).
 Errors: the caller's (`InvalidInput`, `NotAPipeline`) fail the job at once with a caller
-code; anything else fails it as `internal` on the last attempt, and otherwise leaves the
-lease to lapse, so that the reconciler queues the job again for the next attempt.
+code, and so do those no retry can mend (workers/failures.py: a full disk, `no_space`; base
+weights that cannot be read, `invalid_base_model`); anything else fails it as `internal` on
+the last attempt, and otherwise leaves the lease to lapse, so that the reconciler queues the
+job again for the next attempt.
 
 The cost of the shared state: uploads are synchronous, so the loop waits for each one. A
 state holds the trainable tensors and Adam's two moments, about 3x the trainable weights in
@@ -46,6 +49,7 @@ from service.models import Job
 from service.storage import Storage, open_storage
 from workers import shutdown
 from workers.db_retry import retry_db
+from workers.failures import permanent_failure
 from workers.heartbeat import Heartbeat
 from workers.materialise import materialise
 from workers.reporting import Reporter
@@ -90,12 +94,17 @@ class JobRun:
             return function(session, *args, **kwargs)
 
     def run(self) -> str | None:
-        """Run the job if it can be claimed; returns its final status (None: not ours to end)."""
+        """Claim the best queued job (the message's own job or another: service.jobs.claim_next) and
+        run it; returns its final status (None: nothing to run, or not ours to end)."""
         with shutdown.listening():
-            job = retry_db(lambda: self.call(jobs.claim, self.job_id, self.worker), what=f"claim {self.job_id}")
+            claim = lambda: self.call(jobs.claim_next, self.worker, self.settings.max_running_jobs)  # noqa: E731
+            job = retry_db(claim, what=f"claim for the message of {self.job_id}")
             if job is None:
-                log.info("job %s is not queued: duplicate message dropped", self.job_id)
+                log.info("job %s is not queued: duplicate message dropped (no queued job may start)", self.job_id)
                 return None
+            if job.id != self.job_id:
+                log.info("the message of job %s runs job %s, first in the fair order", self.job_id, job.id)
+                self.job_id, self.work = job.id, Path(self.settings.work_dir) / job.id
             try:
                 return self._run_claimed(job)
             finally:
@@ -119,6 +128,8 @@ class JobRun:
             return Outcome(jobs.FAILED, error={"code": code, "message": str(error)})
         except Exception as error:
             log.exception("job %s, attempt %d failed", job.id, job.attempt)
+            if (permanent := permanent_failure(error)) is not None:  # no retry can mend it: fail now
+                return Outcome(jobs.FAILED, error=permanent)
             if job.attempt >= self.settings.max_attempts:
                 message = f"failed on each of {job.attempt} attempts; last: {type(error).__name__}: {error}"
                 return Outcome(jobs.FAILED, error={"code": "internal", "message": message})
