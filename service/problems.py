@@ -3,8 +3,8 @@
 `Problem` is raised by routes and dependencies; the handlers installed by `install` turn it,
 FastAPI's validation errors, Starlette's HTTP errors and any unexpected exception into
 `application/problem+json` (`type`, `title`, `status`, `detail`, `instance`, `errors`).
-A database that does not answer is a 503 (retry); any other unexpected exception is logged
-here and answered with a bare 500. No stack trace ever leaves.
+A database that does not answer is a 503 (retry), and so is one whose disk is full, saying
+so; any other unexpected exception is logged here and answered with a bare 500. No stack trace ever leaves.
 """
 
 from __future__ import annotations
@@ -87,9 +87,19 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
 async def _database_error(request: Request, error: DBAPIError) -> JSONResponse:
     if not error.connection_invalidated and not isinstance(error, (OperationalError, InterfaceError)):
         return await _unexpected_error(request, error)
+    if _disk_full(error):
+        log.error("database disk full on %s %s: %s", request.method, request.url.path, error.orig)
+        problem = Problem(503, "the server's disk is full: the database cannot write; retry later", code="no_space",
+                          headers={"Retry-After": "60"})  # fmt: skip
+        return problem_response(request, problem)
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, error.orig)
     problem = Problem(503, "the database is not answering; retry shortly", code="unavailable", headers={"Retry-After": "5"})
     return problem_response(request, problem)
+
+
+def _disk_full(error: DBAPIError) -> bool:
+    """SQLite's SQLITE_FULL, or PostgreSQL's disk_full (SQLSTATE 53100)."""
+    return getattr(error.orig, "sqlstate", None) == "53100" or "database or disk is full" in str(error.orig)
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:

@@ -22,7 +22,7 @@ def test_livez_and_readyz(client):
     assert client.get("/livez").json() == {"status": "ok"}
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
+    assert response.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok", "disk": "ok"}
 
 
 def test_readyz_names_each_failing_part(tmp_path, moto_endpoint):
