@@ -72,9 +72,13 @@ function show(view) {
 }
 
 async function cancel(view) {
-  view.job = await post(`/v1/jobs/${encodeURIComponent(view.id)}/cancel`);
-  announce(`Cancel requested: the job is ${view.job.status}.`);
-  show(view);
+  try {
+    view.job = await post(`/v1/jobs/${encodeURIComponent(view.id)}/cancel`);
+    announce(`Cancel requested: the job is ${view.job.status}.`);
+    show(view);
+  } catch (error) {
+    announce(`The job was not cancelled: ${error.message}`);
+  }
 }
 
 function facts(job) {

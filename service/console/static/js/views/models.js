@@ -129,15 +129,20 @@ function shown(value) {
 }
 
 // A grid image, fetched with the key; a tiny one is scaled up by a whole factor, crisp pixels.
+// Its cells are square, one per prompt, for the first prompts of the set (as many as it has cells).
 function grid(url, label, prompts, signal) {
-  const image = h("img", { alt: `Sample grid: ${label}${prompts.length ? `, ${prompts.length} images, prompts listed below` : ""}` });
-  const figure = h("figure", { class: "grid" }, h("div", { class: "grid-frame" }, image), h("figcaption", {}, label));
+  const image = h("img", { alt: `Sample grid: ${label}` });
+  const caption = h("figcaption", {}, label);
+  const figure = h("figure", { class: "grid" }, h("div", { class: "grid-frame" }, image), caption);
   image.addEventListener("load", () => {
     const factor = Math.max(1, Math.floor(SMALL_IMAGE_PX / image.naturalHeight));
     if (factor > 1) image.classList.add("pixelated");
     image.style.width = `${image.naturalWidth * factor}px`;
     const cells = Math.round(image.naturalWidth / image.naturalHeight);
-    if (prompts.length && cells === prompts.length) image.after(cellNumbers(cells));
+    if (!prompts.length || cells < 1 || cells > prompts.length) return;
+    image.after(cellNumbers(cells));
+    image.alt = `Sample grid: ${label}, ${cells} images for prompts 1 to ${cells} listed below`;
+    if (cells < prompts.length) caption.append(h("span", { class: "hint" }, ` (prompts 1–${cells} of ${prompts.length})`));
   }, { once: true });
   blob(url, { signal }).then((data) => {
     image.src = URL.createObjectURL(data);
