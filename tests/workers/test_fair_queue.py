@@ -49,3 +49,22 @@ def test_another_tenants_first_job_runs_before_a_tenants_second(deployment, work
     b1_ended = wait_for_status(deployment, b1, jobs.TERMINAL, timeout_s=120)
     assert (b1_ended.status, b1_ended.attempt) == (jobs.SUCCEEDED, 1)
     assert deployment.job(a1).started_at < b1_ended.started_at
+
+
+@pytest.mark.slow
+def test_a_tenant_at_its_cap_of_running_jobs_waits_with_a_worker_idle(tmp_path, postgres_url, redis_url, tiny_base,
+                                                                      workers):
+    # A held-back job's message was dropped: the reconciler publishes it again (after republish_after_s).
+    deployment = make_deployment(tmp_path / "data", postgres_url, redis_url, max_running_jobs=1, republish_after_s=1.0)
+    with deployment.sessions() as session:
+        registry.register_base(session, open_storage(deployment.settings), "tiny", tiny_base, owner=None,
+                               visibility="public")  # fmt: skip
+    workers.extend([deployment.start_worker("w1.log"), deployment.start_worker("w2.log")])  # both idle, ready
+    a1, a2 = submit(deployment, "tenant-a"), submit(deployment, "tenant-a")
+
+    first, second = (wait_for_status(deployment, job_id, jobs.TERMINAL, timeout_s=180) for job_id in (a1, a2))
+
+    assert (first.status, second.status) == (jobs.SUCCEEDED, jobs.SUCCEEDED)
+    assert second.started_at >= first.finished_at  # never both at once, though a worker was free
+    assert any("no queued job may start" in worker.output() for worker in workers)  # a2's message found it held
+    deployment.close()
