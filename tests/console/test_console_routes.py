@@ -108,3 +108,13 @@ def test_a_setting_at_its_listed_maximum_is_accepted_and_past_it_refused(client)
     assert too_many.status_code == 422 and too_many.json()["errors"][0]["field"] == "hyperparameters.steps"
     at_most = client.post("/v1/jobs", headers=KEY, json=body | {"hyperparameters": {"steps": steps["maximum"]}})
     assert [e["field"] for e in at_most.json()["errors"]] == ["base_model.name"]  # the steps passed; the model is unknown
+
+
+def test_every_listed_choice_is_accepted(client):
+    for method in client.get("/v1/methods", headers=KEY).json()["data"]:
+        for setting in (s for s in method["settings"] if s["choices"]):
+            for choice in setting["choices"]:
+                body = {"base_model": {"name": "absent"}, "concepts": ["cat"], "method": method["id"],
+                        "hyperparameters": {setting["name"]: choice}}
+                answer = client.post("/v1/jobs", headers=KEY, json=body)
+                assert [e["field"] for e in answer.json()["errors"]] == ["base_model.name"], (method["id"], choice, answer.text)

@@ -1,15 +1,15 @@
 """The erasure methods and their settings: name, type, default, bounds and help, for forms.
 
 Read from `unlearning.methods`' configuration dataclasses (no torch). A setting's bounds are
-the tighter of the method's own (`BOUNDS`) and the job schema's (`Hyperparameters`): the
-range a `POST /v1/jobs` accepts. Bounds a method checks only in code are not listed here;
-the job's validation still names them.
+the tighter of the method's own (`BOUNDS`) and the job schema's (`Hyperparameters`), and its
+choices those both accept: what a `POST /v1/jobs` takes. Bounds a method checks only in code
+are not listed here; the job's validation still names them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Lt
 from fastapi import APIRouter
@@ -75,14 +75,30 @@ def setting_public(field: dataclasses.Field, bounds: tuple[float, float] | None)
 
 
 def _tighten_to_schema(public: SettingPublic) -> None:
-    """Narrow `public`'s range to what `Hyperparameters` accepts for the same name, if it names it."""
+    """Narrow `public` to what `Hyperparameters` accepts for the same name, if it names it."""
     schema_field = Hyperparameters.model_fields.get(public.name)
-    for limit in schema_field.metadata if schema_field else ():
-        if isinstance(limit, (Ge, Gt)):
-            low, exclusive = (limit.gt, True) if isinstance(limit, Gt) else (limit.ge, False)
-            if public.minimum is None or (low, exclusive) > (public.minimum, public.exclusive_minimum):
-                public.minimum, public.exclusive_minimum = low, exclusive
-        elif isinstance(limit, (Le, Lt)):
-            high, exclusive = (limit.lt, True) if isinstance(limit, Lt) else (limit.le, False)
-            if public.maximum is None or (high, not exclusive) < (public.maximum, not public.exclusive_maximum):
-                public.maximum, public.exclusive_maximum = high, exclusive
+    if schema_field is None:
+        return
+    for limit in schema_field.metadata:
+        _apply_limit(public, limit)
+    accepted = _literal_values(schema_field.annotation)
+    if public.choices and accepted:
+        public.choices = [choice for choice in public.choices if choice in accepted]
+
+
+def _apply_limit(public: SettingPublic, limit) -> None:
+    if isinstance(limit, (Ge, Gt)):
+        low, exclusive = (limit.gt, True) if isinstance(limit, Gt) else (limit.ge, False)
+        if public.minimum is None or (low, exclusive) > (public.minimum, public.exclusive_minimum):
+            public.minimum, public.exclusive_minimum = low, exclusive
+    elif isinstance(limit, (Le, Lt)):
+        high, exclusive = (limit.lt, True) if isinstance(limit, Lt) else (limit.le, False)
+        if public.maximum is None or (high, not exclusive) < (public.maximum, not public.exclusive_maximum):
+            public.maximum, public.exclusive_maximum = high, exclusive
+
+
+def _literal_values(annotation) -> set:
+    """The values of the `Literal[...]` inside an annotation such as `Literal["a", "b"] | None`."""
+    if get_origin(annotation) is Literal:
+        return set(get_args(annotation))
+    return {value for arg in get_args(annotation) for value in _literal_values(arg)}
