@@ -41,7 +41,8 @@ def test_a_job_runs_to_a_new_version_and_a_duplicate_message_is_dropped(distribu
     assert (newest.version, newest.parent, newest.job_id, newest.concepts_erased) == (2, 1, job_id, ["cat"])
     stages = {event.data["stage"] for event in deployment.events(job_id) if event.type == "progress"}
     assert {"preparing", "unlearning", "evaluating", "publishing"} <= stages
-    assert not (deployment.settings.work_dir / job_id).exists()  # state and out folder cleaned up
+    # The job ends in the commit that publishes its version; the folder goes just after.
+    wait_until(lambda: not (deployment.settings.work_dir / job_id).exists(), 10, "the work folder removed")
 
     assert enqueue(deployment.celery, job_id)  # the same message again
     worker.wait_for_output(f"job {job_id} is not queued: duplicate message dropped")
@@ -77,7 +78,7 @@ def test_a_running_job_is_cancelled_within_a_few_steps(distributed, workers):
     assert job.status == "cancelled" and job.result is None
     assert job.progress_step < 400
     assert [v.version for v in distributed.versions()] == [1]
-    assert not (distributed.settings.work_dir / job_id).exists()
+    wait_until(lambda: not (distributed.settings.work_dir / job_id).exists(), 10, "the work folder removed")
 
 
 def test_bad_input_fails_the_job_with_a_caller_code(distributed, workers):
