@@ -2,7 +2,9 @@
 
 Stages (each reported through the callbacks): preparing (prompt sets, the original model's
 latents, their conditioning), unlearning (the steps), evaluating (held-out losses and sample
-grids, before and after), writing (the result folder, published by one rename).
+grids, before and after), auditing (leaks, a soft-prompt attack, neighbours and collapse,
+judged by the original model: `unlearning.audit`), writing (the result folder, published by
+one rename).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 
 from . import lora, methods
+from .audit import DEFAULT_AUDIT
+from .audit.run import run_audit
 from .callbacks import Callbacks
 from .errors import Stopped
 from .evaluate import Evaluation
@@ -37,20 +41,23 @@ class EraseResult:
     metrics: dict
     history: list[dict] = field(repr=False, default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    audit: dict = field(default_factory=dict)  # the audit's report (unlearning.audit), also in metrics.json
 
 
 def erase(
     base, concepts, out, *, method: str = methods.DEFAULT_METHOD, preserve=(), prompts: dict | None = None,
     hyperparameters: dict | None = None, seed: int = 0, cache_dir=None, state_dir=None,
     callbacks: Callbacks | None = None, lineage: dict | None = None, device=None, allow_pickle: bool = False,
+    audit: str = DEFAULT_AUDIT,
 ) -> EraseResult:
     """Erase `concepts` from the pipeline at `base`; write the result folder at `out`.
 
     `base` is a diffusers folder of a family in `unlearning.families` (SD 1.x/2.x, SDXL), with
     safetensors weights (fp16 variants are upcast). `allow_pickle` also loads pickle weights
-    (.bin, .ckpt, .pt), which run code when loaded: only for a folder you trust.
+    (.bin, .ckpt, .pt), which run code when loaded: only for a folder you trust. `audit` ("quick",
+    "full" or "off") sizes the audit whose report goes into the evaluation's metrics.
     """
-    job = prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed, allow_pickle)
+    job = prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed, allow_pickle, audit)
     callbacks = callbacks or Callbacks()
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -89,17 +96,21 @@ def erase(
     seconds["evaluating"] += time.perf_counter() - clock
 
     clock = time.perf_counter()
+    audit_report = run_audit(pipe, noise, job, original, test["forget"][0], callbacks)
+    seconds["auditing"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
     callbacks.on_progress("writing", 0, 1)
     manifest = manifest_of(job, lineage)
     with tempfile.TemporaryDirectory() as scratch:
-        eval_dir = evaluation.write(Path(scratch) / "evaluation", {"final": history[-1] if history else {}})
+        eval_dir = evaluation.write(Path(scratch) / "evaluation", {"final": history[-1] if history else {}, "audit": audit_report})
         adapter = lora.take_adapter(pipe, config)  # a LoRA run's adapter, now fused into the UNet; else None
         manifest = write_result(job.base, job.out, pipe.unet, original, manifest, eval_dir, adapter)
     if state_file is not None and state_file.exists():
         state_file.unlink()
     seconds["writing"] = time.perf_counter() - clock
     callbacks.on_progress("writing", 1, 1)
-    return EraseResult(job.out, manifest, evaluation.metrics, history, seconds)
+    return EraseResult(job.out, manifest, evaluation.metrics, history, seconds, audit_report)
 
 
 def make_training_data(pipe, sets: PromptSets, job: Job, fingerprint: str, cache_dir, callbacks: Callbacks):

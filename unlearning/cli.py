@@ -23,6 +23,7 @@ def default_cache_dir() -> Path:
 
 
 def parser() -> argparse.ArgumentParser:
+    from .audit import AUDIT_MODES, DEFAULT_AUDIT
     from .methods import DEFAULT_METHOD, METHOD_IDS
 
     top = argparse.ArgumentParser(prog="python -m unlearning", description="Erase concepts from a Stable Diffusion (1.x, 2.x, XL) pipeline folder.")
@@ -48,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
     erase.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="latents cache (default: %(default)s)")
     erase.add_argument("--state-dir", type=Path, help="save a resumable state here; a rerun with the same arguments resumes")
     erase.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    erase.add_argument("--audit", default=DEFAULT_AUDIT, choices=AUDIT_MODES,
+                       help="judge the result with the original model: leaks, a soft-prompt attack, neighbours, "
+                            "collapse (default: %(default)s; full: more prompts and a longer attack)")
     erase.add_argument("--out", required=True, type=Path, help="the result folder (must not exist, or be empty)")
     return top
 
@@ -117,7 +121,7 @@ def run_erase(args) -> int:
 
     # Check everything before the heavy imports, so a mistake is answered at once.
     prepare_job(args.base, args.concepts, args.out, args.method, args.preserve, user_prompts(args),
-                hyperparameters(args), args.seed, args.allow_pickle)
+                hyperparameters(args), args.seed, args.allow_pickle, args.audit)
     from .api import erase
     from .callbacks import Callbacks
 
@@ -129,7 +133,7 @@ def run_erase(args) -> int:
             args.base, args.concepts, args.out, method=args.method, preserve=args.preserve,
             prompts=user_prompts(args), hyperparameters=hyperparameters(args), seed=args.seed,
             cache_dir=args.cache_dir, state_dir=args.state_dir, device=args.device,
-            callbacks=Callbacks(on_progress=bars), allow_pickle=args.allow_pickle,
+            callbacks=Callbacks(on_progress=bars), allow_pickle=args.allow_pickle, audit=args.audit,
         )
     finally:
         bars.close()
@@ -146,9 +150,20 @@ def summary(result, seconds: float) -> str:
         f"held-out forget loss {m['forget_loss_before']:.4f} -> {m['forget_loss_after']:.4f}; "
         f"retain loss {m['retain_loss_before']:.4f} -> {m['retain_loss_after']:.4f}",
         "last step: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float)),
+        audit_line(result.audit),
         f"pipeline: {result.out}   delta: {result.out / 'delta.safetensors'}   evaluation: {result.out / 'evaluation'}",
     ]
     return "\n".join(lines)
+
+
+def audit_line(audit: dict) -> str:
+    if audit["mode"] == "off":
+        return "audit: off"
+    if audit.get("status") != "done":
+        return f"audit: {audit['warning']}"
+    from .audit.run import summary as audit_summary
+
+    return audit_summary(audit)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import methods
+from .audit import DEFAULT_AUDIT, check_audit_mode
 from .errors import InvalidInput
 from .folders import check_pipeline_folder
 from .prompts import check_concepts, read_model_settings
@@ -32,6 +33,7 @@ class Job:
     config: methods.base.MethodConfig
     seed: int
     model_settings: dict
+    audit: str = DEFAULT_AUDIT  # "quick", "full" or "off" (unlearning.audit); not part of the run's key
 
     def run_key(self, fingerprint: str) -> str:
         """Identifies the run, so a saved state is never resumed by a different one. The base is
@@ -41,14 +43,16 @@ class Job:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed, allow_pickle: bool = False) -> Job:
+def prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed, allow_pickle: bool = False,
+                audit: str = DEFAULT_AUDIT) -> Job:
     base = check_pipeline_folder(base, allow_pickle)
+    audit = check_audit_mode(audit)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise InvalidInput("seed", f"must be an integer from 0 to {2**32 - 1}, got {seed!r}")
     out = check_out_folder(out)
     model_settings = read_model_settings(base)
     config = methods.make_config(method, _with_model_defaults(method, model_settings, hyperparameters))
-    return Job(base, out, check_concepts(list(concepts)), list(preserve or []), prompts, config, seed, model_settings)
+    return Job(base, out, check_concepts(list(concepts)), list(preserve or []), prompts, config, seed, model_settings, audit)
 
 
 def _with_model_defaults(method: str, model_settings: dict, hyperparameters: dict | None) -> dict:
@@ -73,4 +77,5 @@ def manifest_of(job: Job, lineage: dict | None) -> dict:
         "method": job.config.method,
         "config": job.config.to_dict(),
         "seed": job.seed,
+        "audit": job.audit,
     }
