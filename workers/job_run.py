@@ -98,7 +98,7 @@ class JobRun:
         run it; returns its final status (None: nothing to run, or not ours to end)."""
         with shutdown.listening():
             claim = lambda: self.call(jobs.claim_next, self.worker, self.settings.max_running_jobs)  # noqa: E731
-            job = retry_db(claim, what=f"claim for the message of {self.job_id}")
+            job = retry_db(claim, what=f"claim {self.job_id}")  # the message's job: the claim may take another
             if job is None:
                 log.info("job %s is not queued: duplicate message dropped (no queued job may start)", self.job_id)
                 return None
