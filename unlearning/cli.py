@@ -25,6 +25,7 @@ def default_cache_dir() -> Path:
 def parser() -> argparse.ArgumentParser:
     from .audit import AUDIT_MODES, DEFAULT_AUDIT
     from .methods import DEFAULT_METHOD, METHOD_IDS
+    from .methods.base import TRAINABLE_SETS
 
     top = argparse.ArgumentParser(prog="python -m unlearning", description="Erase concepts from a Stable Diffusion (1.x, 2.x, XL) pipeline folder.")
     commands = top.add_subparsers(dest="command", required=True)
@@ -43,7 +44,10 @@ def parser() -> argparse.ArgumentParser:
     erase.add_argument("--learning-rate", type=float)
     erase.add_argument("--batch-size", type=int)
     erase.add_argument("--num-prompts", type=int)
-    erase.add_argument("--trainable", choices=("unet", "cross_attention"))
+    erase.add_argument("--trainable", choices=TRAINABLE_SETS,
+                       help="which UNet parameters change; lora trains a low-rank adapter, written under lora/ "
+                            "(diffusers and kohya files) and fused into the result's UNet")
+    erase.add_argument("--lora-rank", type=int, help="rank of the LoRA adapter (with --trainable lora)")
     erase.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any other hyperparameter, as JSON (repeatable)")
     erase.add_argument("--seed", type=int, default=0)
     erase.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="latents cache (default: %(default)s)")
@@ -58,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
 
 def hyperparameters(args) -> dict:
     values = {}
-    for name in ("steps", "learning_rate", "batch_size", "num_prompts", "trainable"):
+    for name in ("steps", "learning_rate", "batch_size", "num_prompts", "trainable", "lora_rank"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     for item in args.set:
@@ -153,6 +157,10 @@ def summary(result, seconds: float) -> str:
         audit_line(result.audit),
         f"pipeline: {result.out}   delta: {result.out / 'delta.safetensors'}   evaluation: {result.out / 'evaluation'}",
     ]
+    if "lora" in result.manifest:
+        adapter = result.manifest["lora"]
+        lines.append(f"LoRA adapter (rank {adapter['rank']}): diffusers {result.out / adapter['diffusers']}   "
+                     f"A1111/ComfyUI {result.out / adapter['kohya']}")
     return "\n".join(lines)
 
 

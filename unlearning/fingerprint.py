@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 CHUNK = 1 << 20
-NOT_MODEL = {"manifest.json", "delta.safetensors", "evaluation", "lethe.json"}
+# Lethe's records beside a model, and a LoRA erasure's adapter (its effect is already in the UNet).
+NOT_MODEL = {"manifest.json", "delta.safetensors", "evaluation", "lethe.json", "lora"}
 
 
 def file_sha256(path: str | Path) -> str:

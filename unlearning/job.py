@@ -10,7 +10,7 @@ from pathlib import Path
 from . import methods
 from .audit import DEFAULT_AUDIT, check_audit_mode
 from .errors import InvalidInput
-from .folders import check_pipeline_folder
+from .folders import inspect_pipeline_folder
 from .prompts import check_concepts, read_model_settings
 
 
@@ -34,6 +34,7 @@ class Job:
     seed: int
     model_settings: dict
     audit: str = DEFAULT_AUDIT  # "quick", "full" or "off" (unlearning.audit); not part of the run's key
+    family: str = ""  # the base's pipeline family ("sd", "sdxl": unlearning.families), from its folder
 
     def run_key(self, fingerprint: str) -> str:
         """Identifies the run, so a saved state is never resumed by a different one. The base is
@@ -45,14 +46,15 @@ class Job:
 
 def prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed, allow_pickle: bool = False,
                 audit: str = DEFAULT_AUDIT) -> Job:
-    base = check_pipeline_folder(base, allow_pickle)
+    folder = inspect_pipeline_folder(base, allow_pickle)
     audit = check_audit_mode(audit)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise InvalidInput("seed", f"must be an integer from 0 to {2**32 - 1}, got {seed!r}")
     out = check_out_folder(out)
-    model_settings = read_model_settings(base)
+    model_settings = read_model_settings(folder.path)
     config = methods.make_config(method, _with_model_defaults(method, model_settings, hyperparameters))
-    return Job(base, out, check_concepts(list(concepts)), list(preserve or []), prompts, config, seed, model_settings, audit)
+    return Job(folder.path, out, check_concepts(list(concepts)), list(preserve or []), prompts, config, seed,
+               model_settings, audit, folder.family.name)
 
 
 def _with_model_defaults(method: str, model_settings: dict, hyperparameters: dict | None) -> dict:
@@ -74,6 +76,7 @@ def manifest_of(job: Job, lineage: dict | None) -> dict:
         "concepts_erased": lineage.get("concepts_erased", job.concepts),
         "concepts": job.concepts,
         "preserve": job.preserve,
+        "family": job.family,
         "method": job.config.method,
         "config": job.config.to_dict(),
         "seed": job.seed,

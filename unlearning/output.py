@@ -33,9 +33,9 @@ def staging_folder(out: Path) -> Path:
 
 def copy_unchanged(base: Path, staging: Path) -> None:
     """Every component but the UNet's weights; Lethe's records of the base (and the adapter
-    of a base that was itself a LoRA erasure) stay behind."""
+    of a base that was itself a LoRA erasure: NOT_MODEL) stay behind."""
     for entry in base.iterdir():
-        if entry.name in NOT_MODEL - {"lethe.json"} or entry.name in ("unet", LORA):
+        if entry.name in NOT_MODEL - {"lethe.json"} or entry.name == "unet":
             continue
         target = staging / entry.name
         if entry.is_dir():

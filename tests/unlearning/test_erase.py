@@ -56,7 +56,7 @@ def test_the_manifest_records_every_file_and_the_configuration(reference):
     for record in manifest["files"]:
         path = reference.out / record["path"]
         assert (record["size"], record["sha256"]) == (path.stat().st_size, file_sha256(path))
-    assert manifest["method"] == "rg" and manifest["config"]["retain_weight"] == 1.6
+    assert manifest["method"] == "rg" and manifest["config"]["retain_weight"] == 1.6 and manifest["family"] == "sd"
     assert manifest["config"]["steps"] == TINY["steps"] and manifest["seed"] == 0
     assert set(manifest["versions"]) >= {"torch", "diffusers", "lethe"}
     assert (reference.out / "evaluation" / "metrics.json").is_file()
@@ -186,6 +186,7 @@ def test_a_folder_that_is_not_a_pipeline_names_what_is_missing(tiny_base, tmp_pa
         (["--concept", "   "], "concepts[0]: must not be empty"),
         (["--concept", "x", "--steps", "0"], "hyperparameters.steps: must be between 1 and 100000"),
         (["--concept", "x", "--set", "bogus=1"], "hyperparameters.bogus: is not a setting"),
+        (["--concept", "x", "--trainable", "lora", "--lora-rank", "0"], "hyperparameters.lora_rank: must be between 1 and 1024"),
     ],
 )
 def test_cli_mistakes_are_one_line_and_exit_2(tiny_base, tmp_path, args, message):

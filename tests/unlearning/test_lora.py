@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 import unlearning
 from unlearning import restricted_gradient
 from unlearning.families import Conditioning
-from unlearning.fingerprint import file_sha256
+from unlearning.fingerprint import file_sha256, model_fingerprint
 from unlearning.methods import make_config, validate
 from unlearning.noise import TrainingNoise
 from unlearning.tiny import tiny_unet
@@ -110,6 +110,27 @@ def test_the_manifest_lists_the_adapter_files_and_the_settings(erased):
         assert records[path]["sha256"] == file_sha256(result.out / path)
     with safe_open(result.out / lora["diffusers"], "pt") as f:
         assert len(list(f.keys())) == lora["tensors"]
+
+
+@pytest.mark.parametrize("family, name", [("tiny_base", "sd"), ("sdxl_base", "sdxl")])
+def test_the_manifest_names_the_family(erased, family, name):
+    _, result = erased(family)
+    assert json.loads((result.out / "manifest.json").read_text())["family"] == name
+
+
+def test_a_lora_result_used_as_a_base_is_known_by_its_model_files_not_its_adapter(erased, tmp_path):
+    _, result = erased("tiny_base")
+    fingerprint = model_fingerprint(result.out)
+    (result.out / "lora" / "pytorch_lora_weights.safetensors").rename(tmp_path / "moved.safetensors")
+    try:
+        assert model_fingerprint(result.out) == fingerprint
+    finally:
+        (tmp_path / "moved.safetensors").rename(result.out / "lora" / "pytorch_lora_weights.safetensors")
+    (result.out / UNET_FILE).rename(tmp_path / "unet.safetensors")
+    try:
+        assert model_fingerprint(result.out) != fingerprint  # the UNet does count
+    finally:
+        (tmp_path / "unet.safetensors").rename(result.out / UNET_FILE)
 
 
 def test_the_delta_changes_only_the_adapted_layers(erased):
