@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 
 from . import lora, methods
 from .audit import DEFAULT_AUDIT
@@ -29,7 +30,7 @@ from .noise import TrainingNoise
 from .output import write_result
 from .pipeline import load_pipeline
 from .prompts import PromptSets, build_prompt_sets, model_vocabulary
-from .train import TrainingData, Unlearner, parent_weights
+from .train import TrainingData, Unlearner, batch_indices, parent_weights
 
 STATE_FILE = "state.pt"
 
@@ -128,9 +129,14 @@ def make_training_data(pipe, sets: PromptSets, job: Job, fingerprint: str, cache
     groups = {"forget": sets.forget, "retain": sets.retain, "test_forget": sets.test_forget, "test_retain": sets.test_retain}
     if not config.implementation.uses_retain_set:
         groups["retain"] = []  # never used: don't spend the sampler on it
+    # Only the pairs the steps will reach are drawn (all of them once the steps make a whole pass);
+    # each keeps the seed it has in the whole set. The rest stay NaN: no step reads them.
+    pairs = rows_used(job.seed, config.steps, config.batch_size, len(sets.forget))
+    drawn_rows = {"forget": pairs, "retain": pairs if groups["retain"] else [],
+                  "test_forget": range(len(sets.test_forget)), "test_retain": range(len(sets.test_retain))}
     # One stream over every group, so the sampler's batches are full; split afterwards.
-    prompts = [p for group in groups.values() for p in group]
-    seeds = [s for group in groups.values() for s in sample_seeds(job.seed, group)]
+    prompts = [group[i] for name, group in groups.items() for i in drawn_rows[name]]
+    seeds = [s for name, group in groups.items() for s in pick(sample_seeds(job.seed, group), drawn_rows[name])]
 
     def progress(done: int, total: int) -> None:
         callbacks.on_progress("preparing", done, total)
@@ -138,12 +144,13 @@ def make_training_data(pipe, sets: PromptSets, job: Job, fingerprint: str, cache
             raise Stopped(0)
 
     all_latents = generate_latents(pipe, prompts, seeds, settings, cache, fingerprint, config.generation_batch_size, progress)
-    all_conditioning = encode_prompts(pipe, prompts)
-    latents, conditioning, start = {}, {}, 0
+    all_conditioning = encode_prompts(pipe, [p for group in groups.values() for p in group])
+    latents, conditioning, start, drawn_start = {}, {}, 0, 0
     for name, group in groups.items():
-        rows = slice(start, start + len(group))
-        latents[name], conditioning[name] = all_latents[rows], all_conditioning[rows]
-        start += len(group)
+        count = len(drawn_rows[name])
+        latents[name] = in_rows(all_latents[drawn_start:drawn_start + count], drawn_rows[name], len(group))
+        conditioning[name] = all_conditioning[start:start + len(group)]
+        start, drawn_start = start + len(group), drawn_start + count
     data = TrainingData(latents["forget"], conditioning["forget"], latents["retain"], conditioning["retain"],
                         encode_unconditional(pipe))
     test = {
@@ -151,3 +158,25 @@ def make_training_data(pipe, sets: PromptSets, job: Job, fingerprint: str, cache
         "retain": (latents["test_retain"], conditioning["test_retain"], sets.test_retain),
     }
     return data, test
+
+
+def rows_used(seed: int, steps: int, batch_size: int, size: int) -> list[int]:
+    """The training rows (ascending) that `steps` steps of `batch_indices` touch: every row once the
+    steps make a whole pass, else the first pass's first steps * batch_size."""
+    positions = steps * batch_size
+    if positions >= size:
+        return list(range(size))
+    return sorted(batch_indices(seed, 0, positions, size).tolist())
+
+
+def pick(values: list, rows) -> list:
+    return [values[i] for i in rows]
+
+
+def in_rows(drawn: torch.Tensor, rows, size: int) -> torch.Tensor:
+    """(size, ...) with `drawn` in `rows` and NaN elsewhere (a read of an undrawn row is loud)."""
+    if len(rows) == size:
+        return drawn
+    full = torch.full((size, *drawn.shape[1:]), float("nan"), dtype=drawn.dtype)
+    full[list(rows)] = drawn
+    return full
