@@ -77,6 +77,13 @@ class ModelVersion(Base):
     method: Mapped[str | None] = mapped_column(String(32))
     evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float)
+    # The pipeline family (`unlearning.families`: "sd", "sdxl"); None: published before versions recorded it.
+    family: Mapped[str | None] = mapped_column(String(16))
+    # What the job trained ("unet", "cross_attention", "lora"); None for a base, and for versions
+    # published before this was recorded.
+    trainable: Mapped[str | None] = mapped_column(String(32))
+    # A LoRA erasure's adapter (the manifest's `lora` record): its two files' paths in this version, rank, ...
+    adapter: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     model: Mapped[Model] = relationship(lazy="joined")
     files: Mapped[list[VersionFile]] = relationship(

@@ -25,6 +25,12 @@ roots; inside, a symbolic link is followed only to a regular file inside the sam
 opened, and every file is opened without following a link on any part of its path (each
 folder by `O_NOFOLLOW` relative to its parent's descriptor) and checked with `fstat` to be a
 regular file, so that a link swapped in after the check is refused, not followed.
+
+Which folders are taken is the library's question (`unlearning.folders`, no torch): a pipeline
+class of a family Lethe trains (SD 1.x/2.x, SDXL base; not SD3, Flux or the SDXL refiner), its
+components present, safetensors weights (pickle-only components are refused). Once the listing
+has refused links that leave the folder, that check reads only names; the index it parses is
+the one read above, without following links.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from sqlalchemy.orm import Session
 from service import jobs
 from service.models import PRIVATE, PUBLIC, Blob, Job, Model, ModelVersion, VersionFile
 from service.storage import Storage
+from unlearning import InvalidInput, folders
 
 READY = "ready"
 VISIBILITIES = (PRIVATE, PUBLIC)
@@ -54,6 +61,7 @@ INDEX = "model_index.json"
 METRICS = "evaluation/metrics.json"
 MAX_PUBLISH_RACES = 5
 MAX_INDEX_BYTES = 1 << 20
+ADAPTER_FIELDS = ("diffusers", "kohya", "rank", "alpha", "target_modules")  # of the manifest's `lora` record
 NO_FOLLOW = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 # Opening a FIFO for reading blocks until a writer comes; O_NONBLOCK returns at once instead.
 FILE_FLAGS = NO_FOLLOW | os.O_NONBLOCK
@@ -173,10 +181,11 @@ def register_base(
     _end_read(session)  # the insert below begins its own transaction, after the upload
     if taken:
         raise NameTaken(name)
-    files = _upload_folder(storage, Path(os.path.realpath(folder)))
+    files, family = _upload_folder(storage, Path(os.path.realpath(folder)))
     version = ModelVersion(
         model=model, version=1, parent=None, status=READY, tenant=None, job_id=None,
         concepts_erased=[], method=None, evaluation=None, created_at=model.created_at,
+        family=family, trainable=None, adapter=None,
     )  # fmt: skip
     try:
         _insert_model_if_its_name_is_free(session, model)
@@ -221,7 +230,8 @@ def publish_version(
     files = upload_files(storage, folder, skip=(MANIFEST,))
     lineage = dict(name=model, parent=parent_version, job_id=job_id, concepts_erased=concepts_erased, method=method)
     row = dict(model_id=model_id, parent=parent_version, status=READY, tenant=tenant, job_id=job_id,
-               concepts_erased=list(concepts_erased), method=method, evaluation=_read_metrics(folder))
+               concepts_erased=list(concepts_erased), method=method, evaluation=_read_metrics(folder),
+               **_made_how(folder))
     for _ in range(MAX_PUBLISH_RACES):
         number = _newest_number(session, model_id, tenant) + 1
         _end_read(session)
@@ -332,13 +342,15 @@ def _version_of_job(session: Session, job_id: str) -> ModelVersion | None:
     return session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
 
 
-def _upload_folder(storage: Storage, folder: Path) -> dict[str, tuple[str, int]]:
-    """Check the pipeline folder `folder` and store each of its files: {relative posix path: (sha256, size)}."""
+def _upload_folder(storage: Storage, folder: Path) -> tuple[dict[str, tuple[str, int]], str]:
+    """Check the pipeline folder `folder` and store each of its files:
+    ({relative posix path: (sha256, size)}, the pipeline's family)."""
     root = _open_folder(folder)
     try:
-        _check_pipeline_folder(root, folder)
+        index = _read_index(root, folder)
         sources = _folder_files(root, folder)
-        return {path: _store_opened(storage, root, folder, source) for path, source in sources.items()}
+        family = _check_pipeline_folder(folder, index)
+        return {path: _store_opened(storage, root, folder, source) for path, source in sources.items()}, family
     finally:
         os.close(root)
 
@@ -443,16 +455,28 @@ def _kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "a special file")
 
 
-def _check_pipeline_folder(root: int, folder: Path) -> None:
-    """Before anything else is read: is this a Stable Diffusion pipeline folder (by its model_index.json)?"""
+def _read_index(root: int, folder: Path) -> dict:
+    """The folder's model_index.json, read before anything else and without following a link out."""
     with os.fdopen(_open_file(root, _index_source(root, folder)), "rb") as index:
         text = index.read(MAX_INDEX_BYTES)
     try:
-        class_name = json.loads(text).get("_class_name", "")
-    except (ValueError, AttributeError):
-        raise RegistryError("source.path", f"{folder / INDEX} is not valid JSON") from None
-    if "StableDiffusion" not in str(class_name):
-        raise RegistryError("source.path", f"{str(folder)!r} holds a {class_name!r}, not a Stable Diffusion pipeline")
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise RegistryError("source.path", f"{folder / INDEX} is not a JSON object")
+    return parsed
+
+
+def _check_pipeline_folder(folder: Path, index: dict) -> str:
+    """The family of the pipeline in `folder` (already listed: no link leads out of it), if Lethe
+    can train it: the library's check, which reads names only; `index` is its model_index.json."""
+    try:
+        family = folders.pipeline_family(folder, index)
+        folders.weights_variant(folder, family, allow_pickle=False, opt_in=None)
+    except InvalidInput as error:
+        raise RegistryError("source.path", error.message) from None
+    return family.name
 
 
 def _index_source(root: int, folder: Path) -> str:
@@ -473,13 +497,34 @@ def _store_manifest(storage: Storage, folder: Path, lineage: dict) -> tuple[str,
         return storage.put_file(path)
 
 
-def _read_metrics(folder: Path) -> dict | None:
-    path = folder / METRICS
+def _made_how(folder: Path) -> dict:
+    """What the result folder's manifest says of how it was made: the pipeline family, what the
+    job trained, and a LoRA erasure's adapter (its files' paths, rank, alpha, target modules)."""
+    manifest = _read_json(folder / MANIFEST) or {}
+    config, adapter = manifest.get("config"), manifest.get("lora")
+    return {
+        "family": _text(manifest.get("family")),
+        "trainable": _text(config.get("trainable")) if isinstance(config, dict) else None,
+        "adapter": {key: adapter.get(key) for key in ADAPTER_FIELDS} if isinstance(adapter, dict) else None,
+    }
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _read_json(path: Path):
     if not path.is_file():
         return None
     try:
-        metrics = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except ValueError:
+        return None
+
+
+def _read_metrics(folder: Path) -> dict | None:
+    metrics = _read_json(folder / METRICS)
+    if metrics is None:
         return None
     return metrics if isinstance(metrics, dict) else {"metrics": metrics}
 

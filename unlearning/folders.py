@@ -97,9 +97,10 @@ def weight_files(folder: Path) -> dict[str, dict[str | None, list[str]]]:
     return found
 
 
-def weights_variant(path: Path, family: Family, allow_pickle: bool) -> str | None:
+def weights_variant(path: Path, family: Family, allow_pickle: bool, opt_in: str | None = ALLOW_PICKLE_HINT) -> str | None:
     """The variant to load: None when every component has plain weight files, else the one
-    variant (fp16 first) that every component without them has. Refuses pickle-only components."""
+    variant (fp16 first) that every component without them has. Refuses pickle-only components,
+    naming `opt_in`, the caller's way to allow pickle (None: it has none)."""
     pickle_only, needs, missing = [], {}, []
     for name in family.models:
         files = weight_files(path / name)
@@ -113,9 +114,9 @@ def weights_variant(path: Path, family: Family, allow_pickle: bool) -> str | Non
     if missing:
         raise NotAPipeline(path, missing)
     if pickle_only:
+        allow = f", or pass {opt_in} for a folder you trust" if opt_in else ""
         raise InvalidInput("base", f"{path} holds weights only as pickle files ({', '.join(pickle_only)}), which can run "
-                                   f"code when loaded; convert them to safetensors, or pass {ALLOW_PICKLE_HINT} "
-                                   "for a folder you trust")
+                                   f"code when loaded; convert them to safetensors{allow}")
     return common_variant(path, needs)
 
 

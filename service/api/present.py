@@ -52,6 +52,7 @@ def version_public(version: ModelVersion) -> VersionPublic:
     return VersionPublic(
         name=version.model.name, version=version.version, parent=version.parent, status=version.status,
         job_id=version.job_id, concepts_erased=version.concepts_erased, method=version.method,
+        family=version.family, trainable=version.trainable, adapter=version.adapter,
         created_at=int(version.created_at), evaluation=version.evaluation, visibility=version_visibility(version),
         files=[FilePublic(path=f.path, size=f.size, sha256=f.sha256) for f in version.files],
     )  # fmt: skip

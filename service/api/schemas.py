@@ -16,6 +16,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from unlearning.methods import DEFAULT_METHOD
+from unlearning.methods.base import MODULE_NAME, TRAINABLE_SETS, MethodConfig
 
 NAME_PATTERN = r"^[a-z0-9._-]{1,64}$"
 MAX_CONCEPTS, MAX_PRESERVE, MAX_PROMPTS, MAX_METADATA = 10, 50, 5000, 16
@@ -45,6 +46,7 @@ MetaKey = single_line(min_length=1, max_length=64)
 MetaValue = single_line(max_length=512)
 MethodId = single_line(min_length=1, max_length=32)
 ServerPath = single_line(min_length=1, max_length=4096)
+LayerName = single_line(pattern=f"^{MODULE_NAME.pattern}$", min_length=1, max_length=200)
 Tenant = single_line(min_length=1, max_length=64)
 Visibility = Literal["private", "public"]
 
@@ -80,7 +82,11 @@ class Hyperparameters(Body):
     retain_weight: float | None = Field(None, gt=0, le=100)
     forget_loss_ceiling: float | None = Field(None, gt=0, le=100)
     num_prompts: int | None = Field(None, ge=1, le=10_000)
-    trainable: Literal["unet", "cross_attention"] | None = None
+    trainable: Literal[TRAINABLE_SETS] | None = Field(
+        None, description="unet (all), cross_attention, or lora: a low-rank adapter, fused into the version's "
+                          "UNet and also kept as its own files (the version's `adapter`).")
+    lora_rank: int | None = Field(None, ge=MethodConfig.BOUNDS["lora_rank"][0], le=MethodConfig.BOUNDS["lora_rank"][1])
+    lora_target_modules: list[LayerName] | None = Field(None, min_length=1, max_length=MethodConfig.MAX_TARGETS)
 
 
 class JobCreate(Body):
@@ -116,6 +122,16 @@ class FilePublic(BaseModel):
     sha256: str
 
 
+class AdapterPublic(BaseModel):
+    """A LoRA erasure's adapter: two files of the version holding the same low-rank weights."""
+
+    diffusers: str = Field(description="Path of the file `pipe.load_lora_weights` loads (diffusers' format).")
+    kohya: str = Field(description="Path of the single file AUTOMATIC1111 and ComfyUI load (kohya's format).")
+    rank: int
+    alpha: float = Field(description="The adapter's alpha; its scale is alpha / rank.")
+    target_modules: list[str] = Field(description="The UNet layers it adapts, as peft matches them.")
+
+
 class VersionPublic(BaseModel):
     object: Literal["model.version"] = "model.version"
     name: str
@@ -125,6 +141,10 @@ class VersionPublic(BaseModel):
     job_id: str | None
     concepts_erased: list[str]
     method: str | None
+    family: str | None = Field(description="The pipeline family: sd (Stable Diffusion 1.x and 2.x) or sdxl; "
+                                           "null for a version published before versions recorded it.")
+    trainable: str | None = Field(description="What the job trained: unet, cross_attention or lora; null for a base.")
+    adapter: AdapterPublic | None = Field(description="A LoRA erasure's adapter files (trainable lora); null otherwise.")
     created_at: int
     files: list[FilePublic]
     evaluation: dict[str, Any] | None

@@ -1,5 +1,6 @@
 """Migrations build the schema of `service.models` on SQLite and PostgreSQL, and carry old rows over."""
 
+import json
 import time
 
 import pytest
@@ -30,7 +31,7 @@ def test_migrate_twice_is_a_no_op(database_url):
     migrate(database_url)
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0002"
+        assert MigrationContext.configure(connection).get_current_revision() == "0003"
     engine.dispose()
 
 
@@ -44,11 +45,15 @@ def empty_url(request, tmp_path):
     return url
 
 
-def upgrade(url: str, revision: str) -> None:
+def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["url"] = url
-    command.upgrade(config, revision)
+    return config
+
+
+def upgrade(url: str, revision: str) -> None:
+    command.upgrade(alembic_config(url), revision)
 
 
 def deployment_at_0001(url: str) -> None:
@@ -85,3 +90,31 @@ def test_0002_makes_existing_models_public_and_numbers_new_versions_per_tenant(e
         with pytest.raises(registry.NameTaken):
             registry.register_base(session, storage, "sd15", tiny_pipeline, owner="tenant-a", visibility="private")
     engine.dispose()
+
+
+def test_0003_leaves_existing_versions_unknown_and_new_ones_record_how_they_were_made(empty_url, tiny_pipeline, tmp_path):
+    deployment_at_0001(empty_url)
+    upgrade(empty_url, "0002")
+    migrate(empty_url)
+    engine = make_engine(empty_url)
+    storage = LocalStorage(tmp_path / "storage")
+    with session_factory(engine)() as session:
+        old = registry.list_versions(session, "sd15", "tenant-a")
+        assert [(v.version, v.family, v.trainable, v.adapter) for v in old] == [(2, None, None, None), (1, None, None, None)]
+        job = jobs.create_job(session, "tenant-a", JobSpec(base_model="sd15", base_version=1, concepts=["cat"], method="rg"))
+        folder = out_folder(tiny_pipeline, tmp_path / "out")
+        (folder / "manifest.json").write_text(json.dumps({"family": "sd", "config": {"trainable": "lora"}, "lora": LORA}))
+        new = registry.publish_version(session, storage, "sd15", 1, job.id, folder, ["cat"], "rg")
+        assert (new.version, new.family, new.trainable, new.adapter) == (3, "sd", "lora", LORA)
+    engine.dispose()
+    command.downgrade(alembic_config(empty_url), "0002")  # and back: the three columns go, nothing else
+    inspector_engine = create_engine(empty_url)
+    with inspector_engine.connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns("model_versions")}
+    inspector_engine.dispose()
+    assert not {"family", "trainable", "adapter"} & columns and {"method", "evaluation"} <= columns
+    migrate(empty_url)
+
+
+LORA = {"diffusers": "lora/pytorch_lora_weights.safetensors", "kohya": "lora/erase-cat_kohya.safetensors",
+        "rank": 4, "alpha": 4, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]}
