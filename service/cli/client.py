@@ -95,7 +95,8 @@ def cmd_cancel(api: Api, args) -> int:
 
 def cmd_download(api: Api, args) -> int:
     directory = Path(args.directory)
-    download = VersionDownload(api, args.model, args.version, directory, report=_print_outcome)
+    part = "adapter" if args.adapter else "delta" if args.delta else "all"
+    download = VersionDownload(api, args.model, args.version, directory, report=_print_outcome, part=part)
     outcomes = download.run()
     bad = [o for o in outcomes if o.state == "mismatch"]
     if bad:
@@ -103,8 +104,12 @@ def cmd_download(api: Api, args) -> int:
               "removed, run the command again", file=sys.stderr)
         return 1
     size = sum(o.entry.size for o in outcomes)
-    print(f"{args.model} version {args.version}: {len(outcomes)} files, {_bytes(size)}, "
-          f"every sha256 checked, in {directory}")
+    what = {"all": "", "adapter": " (its LoRA adapter)", "delta": " (its delta)"}[part]
+    print(_shown(f"{args.model} version {args.version}{what}: {len(outcomes)} files, {_bytes(size)}, "
+                 f"every sha256 checked, in {directory}"))
+    if part == "adapter":
+        print(_shown(f"load it on the base: pipe.load_lora_weights({str(directory / 'lora')!r}); "
+                     f"the *_kohya.safetensors file is for AUTOMATIC1111 and ComfyUI"))
     return 0
 
 
@@ -137,6 +142,8 @@ def _report_finished(job: dict, as_json: bool) -> int:
         print(_shown(f"{job['id']} succeeded: {model} version {version} "
                      f"(erased: {', '.join(job.get('concepts') or [])})"))
         print(_shown(f"download it: lethe download {model} {version} ./{model}-v{version}"))
+        if (job.get("hyperparameters") or {}).get("trainable") == "lora":
+            print(_shown(f"its LoRA adapter alone: lethe download {model} {version} ./{model}-v{version}-lora --adapter"))
     if job["status"] == "succeeded":
         return 0
     error = job.get("error") or {}
@@ -296,6 +303,11 @@ def register(subparsers) -> None:
     download.add_argument("model", metavar="MODEL")
     download.add_argument("version", metavar="VERSION", type=int)
     download.add_argument("directory", metavar="DIR")
+    only = download.add_mutually_exclusive_group()
+    only.add_argument("--adapter", action="store_true",
+                      help="only the LoRA adapter files (lora/) of a version made with trainable lora")
+    only.add_argument("--delta", action="store_true",
+                      help="only the delta against the parent version (delta.safetensors) and manifest.json")
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

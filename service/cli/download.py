@@ -1,6 +1,8 @@
-"""Download every file of a model version into a folder, resuming and verifying.
+"""Download the files of a model version into a folder, resuming and verifying.
 
-Each file is written to `<name>.part` first. An existing `.part` is resumed with
+What is fetched (`PARTS`): every file, which `from_pretrained` loads as a folder; only a LoRA
+erasure's adapter (the files under the folder the version's `adapter` names: `lora/`); or
+only the delta against the parent and the manifest. Each file is written to `<name>.part` first. An existing `.part` is resumed with
 `Range: bytes=<size>-` and `If-Range: "<sha256>"` (the server's strong ETag), so a file
 that changed on the server is sent whole instead of being spliced. A finished file is
 renamed into place only when its sha256 matches the version's file list; a mismatch
@@ -21,6 +23,14 @@ from tqdm import tqdm
 from .api import Api, ApiError, ClientError
 
 CHUNK = 1 << 20
+PARTS = ("all", "adapter", "delta")
+DELTA_FILES = ("delta.safetensors", "manifest.json")
+
+
+class NotInVersion(ClientError):
+    """The version has no such part (no adapter, no delta): the caller's mistake."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -54,17 +64,34 @@ def target_in(directory: Path, relative: str) -> Path:
     return directory.joinpath(*parts)
 
 
+def chosen_files(version: dict, part: str) -> list[FileEntry]:
+    """The files of `version` (the server's version object) that make `part` (one of PARTS)."""
+    entries = [FileEntry(f["path"], int(f["size"]), f["sha256"]) for f in version.get("files") or []]
+    shown = f"version {version.get('version')} of {version.get('name')!r}"
+    if part == "adapter":
+        adapter = version.get("adapter")
+        if not isinstance(adapter, dict) or not adapter.get("diffusers"):
+            raise NotInVersion(f"{shown} has no LoRA adapter (only a job with trainable lora makes one)")
+        folder = PurePosixPath(adapter["diffusers"]).parent
+        return [e for e in entries if PurePosixPath(e.path).parent == folder]
+    if part == "delta":
+        if not any(e.path == DELTA_FILES[0] for e in entries):
+            raise NotInVersion(f"{shown} has no delta (it has no parent)")
+        return [e for e in entries if e.path in DELTA_FILES]
+    return entries
+
+
 class VersionDownload:
     def __init__(self, api: Api, model: str, version: int, directory: Path,
-                 report: Callable[[Outcome], None] = lambda outcome: None):
+                 report: Callable[[Outcome], None] = lambda outcome: None, part: str = "all"):
         self.api = api
         self.base = f"/v1/models/{quote(model, safe='')}/versions/{version}"
         self.directory = directory
         self.report = report
+        self.part = part
 
     def files(self) -> list[FileEntry]:
-        listed = self.api.get(self.base).get("files") or []
-        return [FileEntry(f["path"], int(f["size"]), f["sha256"]) for f in listed]
+        return chosen_files(self.api.get(self.base), self.part)
 
     def run(self) -> list[Outcome]:
         entries = self.files()
