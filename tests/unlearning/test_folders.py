@@ -55,6 +55,15 @@ def test_an_fp16_variant_folder_erases_in_fp32(fp16_base, tmp_path):
     assert delta and all(t.dtype == torch.float32 for t in unet.values())
     stock = StableDiffusionPipeline.from_pretrained(result.out, variant="fp16", dtype=torch.float32)  # as its base loads
     assert stock("a dog", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0].size == (16, 16)
+    # ...and as it is: the unchanged components also have plain fp32 weights, the variant files kept beside them.
+    assert weight_files(result.out) == ["delta.safetensors", "text_encoder/model.fp16.safetensors", "text_encoder/model.safetensors",
+                                        UNET_FILE, "vae/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.safetensors"]
+    stock = StableDiffusionPipeline.from_pretrained(result.out)
+    assert {p.dtype for m in (stock.unet, stock.vae, stock.text_encoder) for p in m.parameters()} == {torch.float32}
+    assert stock("a dog", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0].size == (16, 16)
+    fp16 = load_file(fp16_base / "vae/diffusion_pytorch_model.fp16.safetensors")
+    plain = load_file(result.out / "vae/diffusion_pytorch_model.safetensors")
+    assert plain.keys() == fp16.keys() and all(torch.equal(plain[k], fp16[k].float()) for k in fp16)
 
 
 def test_a_pickle_folder_is_refused_naming_its_files_and_the_opt_in(pickle_base, tmp_path):
