@@ -18,6 +18,7 @@ import httpx
 from tqdm import tqdm
 
 from .api import Api, ClientError
+from .text import shown
 
 FINISHED = {"succeeded", "failed", "cancelled"}
 STREAM_TIMEOUT = httpx.Timeout(None, connect=10.0)  # a quiet job may send nothing for minutes
@@ -94,6 +95,7 @@ class ProgressBar:
             self.say(f"[{event.get('level', 'info')}] {event['message']}")
 
     def say(self, text: str) -> None:
+        text = shown(text)  # the server's words: no terminal escapes
         if self.live:
             tqdm.write(text, file=self.out)
         else:
@@ -108,7 +110,7 @@ class ProgressBar:
         self.close()
         self.stage = stage
         size = shutil.get_terminal_size()  # 80x24 where the terminal reports 0x0
-        self.bar = tqdm(total=total or None, desc=f"{stage:<11}", unit="step", file=self.out,
+        self.bar = tqdm(total=total or None, desc=f"{shown(stage):<11}", unit="step", file=self.out,
                         ncols=min(size.columns, 100), nrows=size.lines, mininterval=0.1, leave=True)
 
 
