@@ -9,6 +9,7 @@ import errno
 import pickle
 import shutil
 import subprocess
+import time
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 
 from service import jobs, registry
 from service.api.present import job_public
+from service.models import Blob
 from service.storage import open_storage
 from tests.workers.conftest import FAST_JOB, TENANT, make_deployment
 from tests.workers.test_worker_jobs import wait_for_status
@@ -23,6 +25,7 @@ from workers.failures import permanent_failure
 from workers.queue import enqueue
 
 UNET = "unet/diffusion_pytorch_model.safetensors"
+PICKLED_UNET = "unet/diffusion_pytorch_model.bin"
 
 
 @pytest.fixture
@@ -66,6 +69,18 @@ def assert_failed_at_once(deployment, job, code: str) -> None:
     assert str(deployment.settings.data_dir.parent) not in job_public(job).error.message  # no server path shown
 
 
+def register_as_before_the_folder_check(deployment, name: str, safe_base, pickled_unet) -> None:
+    """`safe_base` registered as `name`, its UNet's file row then pointing at `pickled_unet` stored
+    as a blob: a pickle-only base as a deployment may hold one from before registration checked weights."""
+    register(deployment, name, safe_base)
+    sha256, size = open_storage(deployment.settings).put_file(pickled_unet)
+    with deployment.sessions() as session:
+        session.merge(Blob(sha256=sha256, size=size, created_at=time.time()))
+        row = next(f for f in registry.get_version(session, name, 1, TENANT).files if f.path == UNET)
+        row.path, row.sha256, row.size = PICKLED_UNET, sha256, size
+        session.commit()
+
+
 def test_a_full_disk_at_publishing_fails_the_job_at_once_as_no_space(tmp_path, postgres_url, redis_url, tiny_base,
                                                                       small_disk, workers):
     (tmp_path / "data").mkdir()
@@ -87,11 +102,13 @@ def test_a_full_disk_at_publishing_fails_the_job_at_once_as_no_space(tmp_path, p
 def test_base_weights_that_cannot_be_loaded_fail_the_job_at_once(tmp_path, postgres_url, redis_url, tiny_base, workers):
     deployment = make_deployment(tmp_path / "data", postgres_url, redis_url)
     pickled = shutil.copytree(tiny_base, tmp_path / "pickled")
-    torch.save(load_file(pickled / UNET), pickled / "unet" / "diffusion_pytorch_model.bin")
+    torch.save(load_file(pickled / UNET), pickled / PICKLED_UNET)
     (pickled / UNET).unlink()  # weights only as pickle: refused, they could run code
+    with pytest.raises(registry.RegistryError, match="only as pickle files"):
+        register(deployment, "pickled", pickled)  # registration refuses it now...
+    register_as_before_the_folder_check(deployment, "pickled", tiny_base, pickled / PICKLED_UNET)  # ...older ones did not
     garbled = shutil.copytree(tiny_base, tmp_path / "garbled")
     (garbled / UNET).write_bytes(b"not a safetensors file" * 10)
-    register(deployment, "pickled", pickled)
     register(deployment, "garbled", garbled)
     workers.append(deployment.start_worker())
 
