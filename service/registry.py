@@ -500,7 +500,9 @@ def _store_manifest(storage: Storage, folder: Path, lineage: dict) -> tuple[str,
 def _made_how(folder: Path) -> dict:
     """What the result folder's manifest says of how it was made: the pipeline family, what the
     job trained, and a LoRA erasure's adapter (its files' paths, rank, alpha, target modules)."""
-    manifest = _read_json(folder / MANIFEST) or {}
+    manifest = _read_json(folder / MANIFEST)
+    if not isinstance(manifest, dict):
+        manifest = {}
     config, adapter = manifest.get("config"), manifest.get("lora")
     return {
         "family": _text(manifest.get("family")),
