@@ -1,7 +1,9 @@
 """A registered version as a local diffusers folder, for the library to read.
 
 Versions are immutable, so a folder is materialised once per machine under the cache and
-reused by every later job on the same version. It is written to a temporary folder, each
+reused by every later job on the same version. The folder is named by the version's content
+(its files' paths and sha256s), not by its model name and number: names and numbers are per
+tenant, so two tenants' `sd15` v1 are different models. It is written to a temporary folder, each
 file checked against its sha256, then renamed into place: a folder that exists is complete.
 """
 
@@ -21,13 +23,14 @@ class CorruptBlob(RuntimeError):
     pass
 
 
-def version_folder(cache_dir: Path, name: str, version: int) -> Path:
-    return Path(cache_dir) / "versions" / name / str(version)
+def version_folder(cache_dir: Path, version: ModelVersion) -> Path:
+    listing = "\n".join(sorted(f"{file.path}\0{file.sha256}" for file in version.files))
+    return Path(cache_dir) / "versions" / hashlib.sha256(listing.encode()).hexdigest()[:32]
 
 
 def materialise(storage: Storage, version: ModelVersion, cache_dir: Path) -> Path:
     """The local folder of `version` (its files loaded from `storage` on first use)."""
-    target = version_folder(cache_dir, version.model.name, version.version)
+    target = version_folder(cache_dir, version)
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
