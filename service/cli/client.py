@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from datetime import datetime, timezone
 from functools import partial
@@ -28,9 +27,9 @@ from typing import Mapping
 from .api import Api, ClientError
 from .download import Outcome, VersionDownload
 from .progress import ProgressBar, follow
+from .text import shown
 
 COMMANDS = ("models", "erase", "jobs", "status", "cancel", "download")
-CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 # -- the commands --------------------------------------------------------------------------
@@ -50,15 +49,15 @@ def cmd_erase(api: Api, args) -> int:
     if not args.wait:
         if args.json:
             return _print_json(job)
-        print(_shown(f"{job['id']} {job['status']}  (follow it: lethe status {job['id']})"))
+        print(shown(f"{job['id']} {job['status']}  (follow it: lethe status {job['id']})"))
         return 0
-    print(_shown(f"{job['id']} {job['status']}"), file=sys.stderr)
+    print(shown(f"{job['id']} {job['status']}"), file=sys.stderr)
     bar = ProgressBar()
     try:
         job = follow(api, job["id"], bar)
     except KeyboardInterrupt:
         bar.close()
-        print("\n" + _shown(f"stopped following {job['id']}; it keeps running (lethe cancel {job['id']} stops it)"),
+        print("\n" + shown(f"stopped following {job['id']}; it keeps running (lethe cancel {job['id']} stops it)"),
               file=sys.stderr)
         return 130
     return _report_finished(job, args.json)
@@ -73,7 +72,7 @@ def cmd_jobs(api: Api, args) -> int:
              _progress_of(j), _when(j.get("created_at"))) for j in jobs]
     _print_table(("JOB", "STATUS", "BASE", "CONCEPTS", "PROGRESS", "CREATED"), rows)
     if page.get("has_more") and jobs:
-        print(_shown(f"(more: lethe jobs --after {jobs[-1]['id']})"))
+        print(shown(f"(more: lethe jobs --after {jobs[-1]['id']})"))
     return 0
 
 
@@ -89,7 +88,7 @@ def cmd_cancel(api: Api, args) -> int:
     job = api.post(f"/v1/jobs/{args.job}/cancel")
     if args.json:
         return _print_json(job)
-    print(_shown(f"{job['id']} {job['status']}"))
+    print(shown(f"{job['id']} {job['status']}"))
     return 0
 
 
@@ -105,10 +104,10 @@ def cmd_download(api: Api, args) -> int:
         return 1
     size = sum(o.entry.size for o in outcomes)
     what = {"all": "", "adapter": " (its LoRA adapter)", "delta": " (its delta)"}[part]
-    print(_shown(f"{args.model} version {args.version}{what}: {len(outcomes)} files, {_bytes(size)}, "
+    print(shown(f"{args.model} version {args.version}{what}: {len(outcomes)} files, {_bytes(size)}, "
                  f"every sha256 checked, in {directory}"))
     if part == "adapter":
-        print(_shown(f"load it on the base: pipe.load_lora_weights({str(directory / 'lora')!r}); "
+        print(shown(f"load it on the base: pipe.load_lora_weights({str(directory / 'lora')!r}); "
                      f"the *_kohya.safetensors file is for AUTOMATIC1111 and ComfyUI"))
     return 0
 
@@ -139,16 +138,16 @@ def _report_finished(job: dict, as_json: bool) -> int:
     elif job["status"] == "succeeded":
         result = job.get("result") or {}
         model, version = result.get("model"), result.get("version")
-        print(_shown(f"{job['id']} succeeded: {model} version {version} "
+        print(shown(f"{job['id']} succeeded: {model} version {version} "
                      f"(erased: {', '.join(job.get('concepts') or [])})"))
-        print(_shown(f"download it: lethe download {model} {version} ./{model}-v{version}"))
+        print(shown(f"download it: lethe download {model} {version} ./{model}-v{version}"))
         if (job.get("hyperparameters") or {}).get("trainable") == "lora":
-            print(_shown(f"its LoRA adapter alone: lethe download {model} {version} ./{model}-v{version}-lora --adapter"))
+            print(shown(f"its LoRA adapter alone: lethe download {model} {version} ./{model}-v{version}-lora --adapter"))
     if job["status"] == "succeeded":
         return 0
     error = job.get("error") or {}
     detail = f": {error.get('code')}: {error.get('message')}" if error else ""
-    print(_shown(f"{job['id']} {job['status']}{detail}"), file=sys.stderr)
+    print(shown(f"{job['id']} {job['status']}{detail}"), file=sys.stderr)
     return 1
 
 
@@ -171,18 +170,18 @@ def _print_job(job: dict) -> None:
     if result:
         fields.append(("result", f"{result.get('model')} version {result.get('version')}"))
     for name, value in fields:
-        print(f"{name + ':':<12}{_shown(value)}")
+        print(f"{name + ':':<12}{shown(value)}")
 
 
 def _print_outcome(outcome: Outcome) -> None:
     entry = outcome.entry
     if outcome.state == "mismatch":
-        print(_shown(f"sha256 mismatch: {entry.path}: expected {entry.sha256}, got {outcome.actual_sha256}"),
+        print(shown(f"sha256 mismatch: {entry.path}: expected {entry.sha256}, got {outcome.actual_sha256}"),
               file=sys.stderr)
         return
     note = {"present": "already present", "downloaded": "downloaded",
             "resumed": f"resumed at byte {outcome.resumed_at}"}[outcome.state]
-    print(_shown(f"  {entry.path}  {_bytes(entry.size)}  {note}"))
+    print(shown(f"  {entry.path}  {_bytes(entry.size)}  {note}"))
 
 
 def _newest(model: dict) -> dict:
@@ -223,15 +222,10 @@ def _bytes(size: int) -> str:
 
 
 def _print_table(header: tuple, rows: list[tuple]) -> None:
-    table = [tuple(str(c) for c in header)] + [tuple(_shown(c) for c in row) for row in rows]
+    table = [tuple(str(c) for c in header)] + [tuple(shown(c) for c in row) for row in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-
-
-def _shown(value) -> str:
-    """`value` as text, each control character written as an escape, as `repr` writes it."""
-    return CONTROL_CHARACTER.sub(lambda found: repr(found.group())[1:-1], str(value))
 
 
 def _print_json(value) -> int:
@@ -257,7 +251,7 @@ def _run(command, args, environ: Mapping[str, str] | None = None) -> int:
     try:
         return command(api, args)
     except ClientError as exc:  # its lines hold the server's problem detail and field errors
-        print("\n".join(_shown(line) for line in f"lethe: {exc}".split("\n")), file=sys.stderr)
+        print("\n".join(shown(line) for line in f"lethe: {exc}".split("\n")), file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # the local side of a download: disk full, no permission
         print(f"lethe: {exc}", file=sys.stderr)
