@@ -98,6 +98,8 @@ class JobCreate(Body):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     metadata: dict[MetaKey, MetaValue] = Field(default_factory=dict, max_length=MAX_METADATA)
+    force: bool = Field(False, description="Erase again a concept the base version has already erased "
+                                           "(refused with 409 `already_erased` otherwise).")
 
 
 class ModelSource(Body):

@@ -29,13 +29,13 @@ def submit(session: Session, parts, caller: Caller, body: JobCreate, key: str | 
     spec = job_spec(session, caller.tenant, body)
     limits.check_job_cost(parts.settings, caller.tenant, spec.method, spec.hyperparameters)
     if key is None:
-        return _create_and_publish(session, parts, caller.tenant, spec, None), True
+        return _create_and_publish(session, parts, caller.tenant, spec, None, body.force), True
     digest = idempotency.body_hash(body.model_dump(mode="json"))
     earlier = idempotency.reserve(session, caller.tenant, key, digest, parts.settings.idempotency_wait_s)
     if earlier is not None:
         return _replay(session, earlier, digest), False
     try:
-        return _create_and_publish(session, parts, caller.tenant, spec, key), True
+        return _create_and_publish(session, parts, caller.tenant, spec, key, body.force), True
     except BaseException:
         idempotency.release(session, caller.tenant, key)
         raise
@@ -52,6 +52,7 @@ def job_spec(session: Session, tenant: str, body: JobCreate) -> JobSpec:
         raise field_problem("base_model.name", f"no model named {ref.name!r}", code="unknown_model")
     if body.method not in METHOD_IDS:
         raise field_problem("method", f"unknown method {body.method!r}; known: {', '.join(METHOD_IDS)}", code="unknown_method")
+    _refuse_erased_again(base, body)
     hyperparameters = body.hyperparameters.model_dump(exclude_unset=True)
     try:
         validate(body.method, hyperparameters)
@@ -64,9 +65,25 @@ def job_spec(session: Session, tenant: str, body: JobCreate) -> JobSpec:
     )  # fmt: skip
 
 
-def _create_and_publish(session, parts, tenant: str, spec: JobSpec, key: str | None) -> Job:
+def already_erased(concepts_erased: list[str], concepts: list[str]) -> list[str]:
+    """The concepts asked for that the base has erased already (trimmed, case-insensitive)."""
+    erased = {concept.strip().casefold() for concept in concepts_erased}
+    return [concept for concept in concepts if concept.strip().casefold() in erased]
+
+
+def _refuse_erased_again(base, body: JobCreate) -> None:
+    again = already_erased(base.concepts_erased or [], body.concepts)
+    if again and not body.force:
+        raise Problem(409, f"concepts: version {base.version} has already erased {', '.join(map(repr, again))}; "
+                           "set force: true to erase again", [{"field": "concepts", "message": f"already erased: {', '.join(again)}"}],
+                      "already_erased")  # fmt: skip
+
+
+def _create_and_publish(session, parts, tenant: str, spec: JobSpec, key: str | None, force: bool = False) -> Job:
     limits.check_queue(session, parts.settings, tenant)  # not for a replay: its job exists already
     job = jobs.create_job(session, tenant, spec, idempotency_key=key)
+    if force:
+        jobs.add_event(session, job.id, "message", "force: concepts the base has erased may be erased again", {"force": True})
     if not parts.publish(job.id):
         log.warning("job %s stays queued: the broker did not take its message; the reconciler will", job.id)
     return job
