@@ -49,14 +49,15 @@ def erase(
     base, concepts, out, *, method: str = methods.DEFAULT_METHOD, preserve=(), prompts: dict | None = None,
     hyperparameters: dict | None = None, seed: int = 0, cache_dir=None, state_dir=None,
     callbacks: Callbacks | None = None, lineage: dict | None = None, device=None, allow_pickle: bool = False,
-    audit: str = DEFAULT_AUDIT,
+    audit: str = DEFAULT_AUDIT, erased=(),
 ) -> EraseResult:
     """Erase `concepts` from the pipeline at `base`; write the result folder at `out`.
 
     `base` is a diffusers folder of a family in `unlearning.families` (SD 1.x/2.x, SDXL), with
     safetensors weights (fp16 variants are upcast). `allow_pickle` also loads pickle weights
     (.bin, .ckpt, .pt), which run code when loaded: only for a folder you trust. `audit` ("quick",
-    "full" or "off") sizes the audit whose report goes into the evaluation's metrics.
+    "full" or "off") sizes the audit whose report goes into the evaluation's metrics. `erased`: the
+    concepts `base` has already erased (its lineage), kept out of every retain prompt.
     """
     job = prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed, allow_pickle, audit)
     callbacks = callbacks or Callbacks()
@@ -69,7 +70,7 @@ def erase(
     config = job.config
     lora.check(pipe.unet, config)  # LoRA targets this UNet lacks, also before any work
     sets = build_prompt_sets(job.concepts, config.num_prompts, job.seed, job.preserve, job.prompts,
-                             model_vocabulary(job.model_settings), num_test=config.eval_prompts)
+                             model_vocabulary(job.model_settings), num_test=config.eval_prompts, erased=erased)
     examples = {"examples": list(zip(sets.forget[:3], sets.retain[:3]))}
     callbacks.on_event("message", f"{len(sets.forget)} forget and {len(sets.retain)} retain prompts", examples)
     fingerprint = model_fingerprint(job.base, Path(cache_dir) / "fingerprints.json" if cache_dir is not None else None)

@@ -3,6 +3,7 @@
 Forget prompts place the concept in many contexts; each retain prompt is its pair, the same
 sentence with the concept removed, replaced by a preserved concept, or (for a class-like
 concept of a model that declares its classes) replaced by a sibling class, balanced.
+Concepts the base has already erased (`erased`) never appear in a retain prompt.
 Held-out test prompts come from disjoint templates and words. Deterministic for a seed.
 """
 
@@ -20,6 +21,7 @@ from .errors import InvalidInput
 
 BRACKETS = re.compile(r"\[([^\]]*)\]")
 MAX_CONCEPTS, MAX_CONCEPT_CHARS, MAX_USER_PROMPTS, MAX_PROMPT_CHARS = 16, 200, 10_000, 500
+MAX_DRAWS = 20  # draws of one pair before it is left out because its retain sentence names an erased concept
 
 
 @dataclass
@@ -124,15 +126,25 @@ def check_templates(templates: list[str], where: str) -> None:
             raise InvalidInput(f"{where}[{i}]", f"a template needs {{concept}} and only {sorted(allowed)}; got {template!r}")
 
 
+def erased_matcher(erased: list[str], model: ModelVocabulary):
+    """A predicate: does a text name one of the erased concepts or their synonyms (whole words, any case)?"""
+    names = [name for concept in erased for name in (concept, *model.synonyms.get(concept, []))]
+    if not names:
+        return lambda text: False
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(name) for name in names) + r")(?!\w)", re.IGNORECASE)
+    return lambda text: pattern.search(text) is not None
+
+
 class _Builder:
     """Draws sentence pairs; every draw comes from one seeded generator."""
 
-    def __init__(self, concepts, preserve, model: ModelVocabulary, synonyms, seed):
+    def __init__(self, concepts, preserve, model: ModelVocabulary, synonyms, seed, names_erased=lambda text: False):
         self.rng = random.Random(seed)
-        self.concepts, self.preserve = concepts, preserve
+        self.concepts, self.preserve, self.names_erased = concepts, preserve, names_erased
         self.names = {c: [c, *model.synonyms.get(c, []), *synonyms] for c in concepts}
         in_classes = all(c in model.classes for c in concepts)
-        self.siblings = [c for c in model.classes if c not in concepts] if in_classes else []
+        siblings = [c for c in model.classes if c not in concepts and not names_erased(c)]
+        self.siblings = siblings if in_classes else []
 
     def stand_in(self, i: int) -> str:
         """What takes the concept's place in the i-th retain sentence."""
@@ -145,12 +157,22 @@ class _Builder:
     def pairs(self, count: int, templates: list[str], words: dict[str, list[str]]) -> tuple[list[str], list[str]]:
         forget, retain = [], []
         for i in range(count):
+            pair = self._clean_pair(i, templates, words)
+            if pair is not None:
+                forget.append(pair[0])
+                retain.append(pair[1])
+        return forget, retain
+
+    def _clean_pair(self, i: int, templates, words) -> tuple[str, str] | None:
+        """The i-th pair, drawn again while its retain sentence names an erased concept."""
+        for _ in range(MAX_DRAWS):
             template = self.rng.choice(templates)
             chosen = {name: self.rng.choice(values) for name, values in words.items()}
             chosen["concept"] = self.rng.choice(self.names[self.concepts[i % len(self.concepts)]])
-            forget.append(render(template, chosen))
-            retain.append(render(template, chosen, self.stand_in(i)))
-        return forget, retain
+            retain = render(template, chosen, self.stand_in(i))
+            if not self.names_erased(retain):
+                return render(template, chosen), retain
+        return None
 
 
 def build_prompt_sets(
@@ -161,12 +183,15 @@ def build_prompt_sets(
     prompts: dict | None = None,
     model: ModelVocabulary | None = None,
     num_test: int = 8,
+    erased: list[str] = (),
 ) -> PromptSets:
     """Forget prompts with their paired retain prompts, and held-out test pairs.
 
     The user's forget prompts come first and the built ones fill up to `num_prompts`
     (`replace`: only the user's). The user's retain prompts pair with the user's forget
     prompts in order, cycled; without any, drawn retain sentences take their place.
+    `erased` (the base's already erased concepts) are left out of every retain prompt, of the
+    preserved concepts and of the sibling classes.
     """
     concepts = check_concepts(concepts)
     preserve = check_concepts(list(preserve), "preserve") if preserve else []
@@ -174,9 +199,12 @@ def build_prompt_sets(
     model = model or ModelVocabulary()
     check_templates(model.templates, "lethe.json prompts.templates")
     check_templates(model.test_templates, "lethe.json prompts.test_templates")
-    builder = _Builder(concepts, preserve, model, user.get("synonyms", []), seed)
+    names_erased = erased_matcher(list(erased), model)
+    preserve = [concept for concept in preserve if not names_erased(concept)]
+    builder = _Builder(concepts, preserve, model, user.get("synonyms", []), seed, names_erased)
     train_words = vocab.vocabulary(0)
-    user_forget, user_retain = user.get("forget", []), user.get("retain", [])
+    user_forget = user.get("forget", [])
+    user_retain = [prompt for prompt in user.get("retain", []) if not names_erased(prompt)]
     built = 0 if user.get("replace") else max(0, num_prompts - len(user_forget))
     built_forget, built_retain = builder.pairs(built, model.templates, train_words)
     if user_retain:

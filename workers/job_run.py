@@ -157,7 +157,7 @@ class JobRun:
         unlearning.erase(
             folder, job.concepts, out, method=job.method, preserve=job.preserve, prompts=job.prompts,
             hyperparameters=job.hyperparameters, seed=job.seed, cache_dir=self.settings.cache_dir,
-            state_dir=self._restore_state(),
+            state_dir=self._restore_state(), erased=list(base.concepts_erased),
             callbacks=unlearning.Callbacks(on_progress=reporter.on_progress, on_event=reporter.on_event,
                                            should_stop=lambda: self._should_stop(beat),
                                            on_state_saved=self._upload_state),
