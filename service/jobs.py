@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import case, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
-from service import idempotency
+from service import idempotency, webhooks
 from service.models import Job, JobEvent
 
 QUEUED, RUNNING, CANCELLING = "queued", "running", "cancelling"
@@ -53,6 +53,7 @@ class JobSpec:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
+    webhook: dict[str, Any] | None = None  # {"url": ..., "events": [...]}, checked by service.webhooks
 
 
 _last_micros = 0
@@ -76,7 +77,7 @@ def create_job(session: Session, tenant: str, spec: JobSpec, idempotency_key: st
         id=new_job_id(), tenant=tenant, status=QUEUED, attempt=0, created_at=now, enqueued_at=now,
         base_model=spec.base_model, base_version=spec.base_version, concepts=spec.concepts,
         method=spec.method, preserve=spec.preserve, prompts=spec.prompts,
-        hyperparameters=spec.hyperparameters, seed=spec.seed, meta=spec.metadata,
+        hyperparameters=spec.hyperparameters, seed=spec.seed, meta=spec.metadata, webhook=spec.webhook,
     )  # fmt: skip
     session.add(job)
     session.flush()
@@ -251,6 +252,7 @@ def finish(
         session.rollback()
         return None
     _ended_event(session, job_id, ended, error, result, asked=status)
+    _job_ended(session, job_id, ended)
     session.commit()
     return ended
 
@@ -264,6 +266,7 @@ def mark_succeeded(session: Session, job_id: str, worker: str, result: dict) -> 
     if not _end_lease(session, job_id, worker, (RUNNING,), status=SUCCEEDED, result=result, finished_at=time.time()):
         return False
     _ended_event(session, job_id, SUCCEEDED, None, result, asked=SUCCEEDED)
+    _job_ended(session, job_id, SUCCEEDED)
     return True
 
 
@@ -277,6 +280,7 @@ def cancel(session: Session, job_id: str, tenant: str | None = None) -> Job | No
     now = time.time()
     if _move(session, job_id, QUEUED, CANCELLED, finished_at=now):
         _event(session, job_id, "message", "job cancelled before it started", {"status": CANCELLED})
+        _job_ended(session, job_id, CANCELLED)
     elif _move(session, job_id, RUNNING, CANCELLING):
         _event(session, job_id, "message", "cancellation requested", {"status": CANCELLING})
     session.commit()
@@ -364,7 +368,15 @@ def _end_or_requeue(session, job_id, status, attempt, worker, cutoff, max_attemp
     if session.execute(update(Job).where(*still_stale).values(**values)).rowcount != 1:
         return None
     _event(session, job_id, "message", note, {"status": values["status"]}, "warning")
+    if values["status"] in TERMINAL:
+        _job_ended(session, job_id, values["status"])
     return values["status"]
+
+
+def _job_ended(session: Session, job_id: str, status: str) -> None:
+    """What every path that ends a job does in its ending transaction: this one place, so that
+    none is missed. Today: queue the job's webhook delivery, if it subscribed to `status`."""
+    webhooks.add_delivery(session, job_id, status)
 
 
 def _end_lease(session: Session, job_id: str, worker: str | None, sources: tuple[str, ...], **values) -> bool:

@@ -123,6 +123,30 @@ class Settings(BaseSettings):
         "0: not checked.",
     )
 
+    # -- webhooks (service/webhooks.py, workers/webhook_delivery.py) ------------------------------
+    webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="The key that signs every webhook delivery (Standard Webhooks): `whsec_` and 24 to 64 random "
+        "bytes in base64. Empty: a job with a `webhook` is refused (422).",
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow webhook URLs whose host is (or resolves to) a private, loopback, link-local or "
+        "multicast address. Off: such URLs are refused at submission and not posted to.",
+    )
+    webhook_poll_s: float = Field(0.5, gt=0, description="How often each worker looks for webhook deliveries due.")
+    webhook_first_retry_s: float = Field(
+        1.0, gt=0, description="Wait before a failed webhook delivery is tried again; doubled after each failure."
+    )
+    webhook_max_retry_s: float = Field(60.0, gt=0, description="Longest wait between two attempts of a delivery.")
+    webhook_max_attempts: int = Field(
+        1500, ge=1, description="Attempts of one delivery before it is given up (`failed`); the default, 60 s "
+        "apart, lasts about a day."
+    )
+    webhook_give_up_after_s: float = Field(
+        86_400.0, gt=0, description="A delivery still not delivered this long after its job ended is given up."
+    )
+
     @field_validator("model_roots")
     @classmethod
     def _roots_are_absolute(cls, value: str) -> str:
@@ -141,6 +165,15 @@ class Settings(BaseSettings):
                 parse_many(value)
             except ValueError:
                 raise ValueError(f"{value!r} is not a rate such as 300/second or 20/minute;100/hour") from None
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_parses(cls, value: SecretStr) -> SecretStr:
+        from service.webhooks import check_secret
+
+        if value.get_secret_value():
+            check_secret(value.get_secret_value())
         return value
 
     @field_validator("job_cost_limits")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from service.api.schemas import EventPublic, FilePublic, JobPublic, VersionPublic
-from service.models import Job, JobEvent, ModelVersion
+from service.api.schemas import EventPublic, FilePublic, JobPublic, VersionPublic, WebhookDeliveryPublic
+from service.models import Job, JobEvent, ModelVersion, WebhookAttempt, WebhookDelivery
 from service.registry import version_visibility
 
 
@@ -45,6 +45,7 @@ def job_public(job: Job) -> JobPublic:
         base_model={"name": job.base_model, "version": job.base_version}, concepts=job.concepts, method=job.method,
         preserve=job.preserve, prompts=job.prompts, hyperparameters=job.hyperparameters, seed=job.seed,
         progress=progress, error=_error_public(job.error), result=job.result, metadata=job.meta,
+        webhook=job.webhook,
     )  # fmt: skip
 
 
@@ -65,4 +66,14 @@ def event_public(event: JobEvent) -> EventPublic:
     return EventPublic(
         id=event.id, created_at=int(event.created_at), level=event.level, type=event.type,
         message=without_paths(event.message), data=data,
+    )  # fmt: skip
+
+
+def delivery_public(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> WebhookDeliveryPublic:
+    return WebhookDeliveryPublic(
+        id=delivery.id, event=delivery.event, url=delivery.url, status=delivery.status,
+        created_at=int(delivery.created_at),
+        next_attempt_at=int(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        attempts=[{"at": a.started_at, "duration_s": a.duration_s, "status_code": a.status_code, "error": a.error}
+                  for a in attempts],
     )  # fmt: skip

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from unlearning.methods import DEFAULT_METHOD
 from unlearning.methods.base import MODULE_NAME, TRAINABLE_SETS, MethodConfig
@@ -89,6 +89,24 @@ class Hyperparameters(Body):
     lora_target_modules: list[LayerName] | None = Field(None, min_length=1, max_length=MethodConfig.MAX_TARGETS)
 
 
+WebhookEvent = Literal["succeeded", "failed", "cancelled"]  # service.webhooks.EVENTS
+WebhookUrl = single_line(min_length=1, max_length=2048)
+
+
+def _distinct(events: list[str]) -> list[str]:
+    if len(set(events)) != len(events):
+        raise ValueError("must not name an event twice")
+    return events
+
+
+class Webhook(Body):
+    url: WebhookUrl = Field(description="http(s); no credentials; a public host unless the server allows "
+                                        "private ones. Each delivery is signed (Standard Webhooks).")
+    events: Annotated[list[WebhookEvent], AfterValidator(_distinct)] = Field(
+        default_factory=lambda: ["succeeded", "failed", "cancelled"], min_length=1, max_length=3,
+        description="The job's terminal statuses to be told of (default: all three).")
+
+
 class JobCreate(Body):
     base_model: BaseModelRef
     concepts: list[Concept] = Field(min_length=1, max_length=MAX_CONCEPTS)
@@ -98,6 +116,7 @@ class JobCreate(Body):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     metadata: dict[MetaKey, MetaValue] = Field(default_factory=dict, max_length=MAX_METADATA)
+    webhook: Webhook | None = Field(None, description="Post a signed event to this URL when the job ends.")
     force: bool = Field(False, description="Erase again a concept the base version has already erased "
                                            "(refused with 409 `already_erased` otherwise).")
 
@@ -202,6 +221,7 @@ class JobPublic(BaseModel):
     error: JobError | None
     result: JobResult | None
     metadata: dict[str, str]
+    webhook: Webhook | None = Field(None, description="The job's webhook subscription; null: none.")
 
 
 class EventPublic(BaseModel):
@@ -212,6 +232,24 @@ class EventPublic(BaseModel):
     type: str
     message: str
     data: dict[str, Any] | None
+
+
+class WebhookAttemptPublic(BaseModel):
+    at: float = Field(description="When the post started (Unix seconds).")
+    duration_s: float
+    status_code: int | None = Field(description="The receiver's answer; null when none came (see `error`).")
+    error: str | None
+
+
+class WebhookDeliveryPublic(BaseModel):
+    object: Literal["webhook.delivery"] = "webhook.delivery"
+    id: str = Field(description="The `webhook-id` header, the same on every attempt.")
+    event: str = Field(description="job.succeeded, job.failed or job.cancelled")
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    created_at: int
+    next_attempt_at: int | None = Field(description="When a pending delivery is tried next; null otherwise.")
+    attempts: list[WebhookAttemptPublic]
 
 
 class ListOf(BaseModel, Generic[T]):

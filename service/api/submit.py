@@ -12,7 +12,7 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from service import idempotency, jobs, limits, registry
+from service import idempotency, jobs, limits, registry, webhooks
 from service.api.schemas import JobCreate
 from service.auth import Caller
 from service.jobs import JobSpec
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 def submit(session: Session, parts, caller: Caller, body: JobCreate, key: str | None) -> tuple[Job, bool]:
     """The job for this request and whether it was created now (False: an Idempotency-Key replay)."""
     spec = job_spec(session, caller.tenant, body)
+    spec.webhook = webhooks.subscription(body.webhook, parts.settings)
     limits.check_job_cost(parts.settings, caller.tenant, spec.method, spec.hyperparameters)
     if key is None:
         return _create_and_publish(session, parts, caller.tenant, spec, None, body.force), True

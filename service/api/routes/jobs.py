@@ -8,10 +8,10 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 
-from service import jobs
+from service import jobs, webhooks
 from service.api.deps import CallerDep, IdempotencyKeyDep, PartsDep, SessionDep
-from service.api.present import event_public, job_public
-from service.api.schemas import EventPublic, JobCreate, JobPublic, ListOf
+from service.api.present import delivery_public, event_public, job_public
+from service.api.schemas import EventPublic, JobCreate, JobPublic, ListOf, WebhookDeliveryPublic
 from service.api.event_stream import event_stream, resume_after
 from service.problems import Problem
 from service.api.submit import submit
@@ -90,6 +90,14 @@ def job_events(
         return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     events = jobs.list_events(session, job_id, after, limit=1001)
     return ListOf[EventPublic](data=[event_public(e) for e in events[:1000]], has_more=len(events) > 1000)
+
+
+@router.get("/{job_id}/deliveries", response_model=ListOf[WebhookDeliveryPublic])
+def job_deliveries(job_id: JobIdParam, session: SessionDep, caller: CallerDep) -> ListOf[WebhookDeliveryPublic]:
+    """The job's webhook deliveries (one per subscribed event it reached), each with its attempts."""
+    _job(session, job_id, caller.tenant)
+    found = webhooks.list_deliveries(session, job_id)
+    return ListOf[WebhookDeliveryPublic](data=[delivery_public(d, attempts) for d, attempts in found])
 
 
 def _job(session, job_id: str, tenant: str):
