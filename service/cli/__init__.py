@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 
 COMMAND_MODULES = ("service.cli.server", "service.cli.client")
 
@@ -25,10 +26,18 @@ def _command_modules():
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lethe", description="Remove concepts from diffusion models.")
+    parser.add_argument("--version", action="version", version=f"lethe {_package_version()}")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _command_modules():
         module.register(subcommands)
     return parser
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("lethe")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

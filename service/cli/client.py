@@ -1,4 +1,4 @@
-"""The client commands of `lethe`: models, erase, jobs, status, cancel, download.
+"""The client commands of `lethe`: models, versions, erase, follow, jobs, status, cancel, download.
 
 They talk to a Lethe gateway over HTTP, configured by `LETHE_URL` (default
 http://127.0.0.1:8000) and `LETHE_API_KEY`. A server error is printed as its problem
@@ -23,13 +23,14 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import quote
 
 from .api import Api, ClientError
 from .download import Outcome, VersionDownload
 from .progress import ProgressBar, follow
 from .text import shown
 
-COMMANDS = ("models", "erase", "jobs", "status", "cancel", "download")
+COMMANDS = ("models", "versions", "erase", "follow", "jobs", "status", "cancel", "download")
 
 
 # -- the commands --------------------------------------------------------------------------
@@ -44,23 +45,31 @@ def cmd_models(api: Api, args) -> int:
     return 0
 
 
+def cmd_versions(api: Api, args) -> int:
+    versions = api.get(f"/v1/models/{quote(args.model, safe='')}/versions").get("data", [])
+    if args.json:
+        return _print_json(versions)
+    rows = [(v.get("version", "?"), v.get("parent") or "-", ", ".join(v.get("concepts_erased") or []) or "-",
+             v.get("method") or "-", _when(v.get("created_at"))) for v in versions]
+    _print_table(("VERSION", "PARENT", "CONCEPTS ERASED", "METHOD", "CREATED"), rows)
+    return 0
+
+
 def cmd_erase(api: Api, args) -> int:
     job = api.post("/v1/jobs", _job_body(args))
     if not args.wait:
         if args.json:
             return _print_json(job)
-        print(shown(f"{job['id']} {job['status']}  (follow it: lethe status {job['id']})"))
+        print(shown(f"{job['id']} {job['status']}  (follow it: lethe follow {job['id']})"))
         return 0
     print(shown(f"{job['id']} {job['status']}"), file=sys.stderr)
-    bar = ProgressBar()
-    try:
-        job = follow(api, job["id"], bar)
-    except KeyboardInterrupt:
-        bar.close()
-        print("\n" + shown(f"stopped following {job['id']}; it keeps running (lethe cancel {job['id']} stops it)"),
-              file=sys.stderr)
-        return 130
-    return _report_finished(job, args.json)
+    return _follow_to_end(api, job["id"], args.json)
+
+
+def cmd_follow(api: Api, args) -> int:
+    job = api.get(f"/v1/jobs/{args.job}")  # an unknown job: the server's 404, before any stream
+    print(shown(f"{job['id']} {job['status']}"), file=sys.stderr)
+    return _follow_to_end(api, job["id"], args.json)
 
 
 def cmd_jobs(api: Api, args) -> int:
@@ -114,6 +123,19 @@ def cmd_download(api: Api, args) -> int:
 
 # -- pieces of the commands ----------------------------------------------------------------
 
+def _follow_to_end(api: Api, job_id: str, as_json: bool) -> int:
+    """The job's progress until it ends, then its outcome; the exit status of `erase --wait`."""
+    bar = ProgressBar()
+    try:
+        job = follow(api, job_id, bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print("\n" + shown(f"stopped following {job_id}; it keeps running (lethe cancel {job_id} stops it)"),
+              file=sys.stderr)
+        return 130
+    return _report_finished(job, as_json)
+
+
 def _job_body(args) -> dict:
     body: dict = {"base_model": {"name": args.model}, "concepts": args.concepts}
     if args.version is not None:
@@ -129,6 +151,8 @@ def _job_body(args) -> dict:
         hyperparameters["steps"] = args.steps
     if hyperparameters:
         body["hyperparameters"] = hyperparameters
+    if args.force:
+        body["force"] = True
     return body
 
 
@@ -272,6 +296,8 @@ def register(subparsers) -> None:
         return parser
 
     add("models", cmd_models, "list the models and their newest versions")
+    add("versions", cmd_versions, "list a model's versions: parent, concepts erased, method, created"
+        ).add_argument("model", metavar="MODEL")
 
     erase = add("erase", cmd_erase, "start a job that erases concepts from a model")
     erase.add_argument("model", help="the base model's name")
@@ -283,7 +309,11 @@ def register(subparsers) -> None:
     erase.add_argument("--seed", type=int, help="random seed")
     erase.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
                        help="any other hyperparameter, e.g. --set learning_rate=1e-5 (repeatable)")
+    erase.add_argument("--force", action="store_true",
+                       help="erase a concept the base version has already erased (refused otherwise)")
     erase.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
+    add("follow", cmd_follow, "follow a queued or running job with a progress bar until it ends "
+        "(exit status as erase --wait)").add_argument("job", metavar="JOB")
 
     jobs = add("jobs", cmd_jobs, "list jobs, newest first")
     jobs.add_argument("--status", help="only jobs in this status")

@@ -21,6 +21,7 @@ from .api import Api, ClientError
 from .text import shown
 
 FINISHED = {"succeeded", "failed", "cancelled"}
+LOSSES = ("forget_loss", "retain_loss")  # what a `metrics` event's data carries every 10 steps
 STREAM_TIMEOUT = httpx.Timeout(None, connect=10.0)  # a quiet job may send nothing for minutes
 
 
@@ -78,6 +79,8 @@ class ProgressBar:
         stage = data.get("stage") or event.get("stage")
         step = data.get("step")
         total = data.get("total_steps") or data.get("total")
+        if event.get("type") == "metrics" and losses_of(data):
+            return self._show_losses(event.get("message") or "", losses_of(data))
         if not self.live:
             if event.get("type") == "progress" and stage:
                 self.say(f"{stage} {step}/{total}" if total else stage)
@@ -93,6 +96,13 @@ class ProgressBar:
             self.bar.refresh()
         if event.get("type") != "progress" and event.get("message"):
             self.say(f"[{event.get('level', 'info')}] {event['message']}")
+
+    def _show_losses(self, message: str, losses: str) -> None:
+        """On the bar's postfix where there is a bar; else a line."""
+        if self.live and self.bar is not None:
+            self.bar.set_postfix_str(shown(losses))
+        else:
+            self.say(f"{message}  {losses}".strip())
 
     def say(self, text: str) -> None:
         text = shown(text)  # the server's words: no terminal escapes
@@ -112,6 +122,12 @@ class ProgressBar:
         size = shutil.get_terminal_size()  # 80x24 where the terminal reports 0x0
         self.bar = tqdm(total=total or None, desc=f"{shown(stage):<11}", unit="step", file=self.out,
                         ncols=min(size.columns, 100), nrows=size.lines, mininterval=0.1, leave=True)
+
+
+def losses_of(data: dict) -> str:
+    """`forget_loss=0.123 retain_loss=0.0456` from a metrics event's data ("" without any)."""
+    return " ".join(f"{name}={data[name]:.4g}" for name in LOSSES
+                    if isinstance(data.get(name), (int, float)) and not isinstance(data.get(name), bool))
 
 
 def follow(api: Api, job_id: str, bar: ProgressBar) -> dict:

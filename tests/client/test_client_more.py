@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ADMIN_KEY
+from .conftest import ADMIN_KEY, lethe_executable
+from .test_client_commands import TINY, lethe, ok
 
 pytestmark = pytest.mark.slow
 
@@ -52,3 +53,60 @@ def test_the_printed_commands_print_the_job_id_then_explain_a_job_without_a_resu
     run = paste([pick, erase.replace('"name": "digits"', '"name": "tiny"'), cancel, version], live_server)
     assert run.stdout.startswith("job_"), run.stdout + run.stderr
     assert "Traceback" not in run.stderr and "status: cancel" in run.stderr, run.stderr
+
+
+# -- the client: follow, versions, --version, losses, force ------------------------------------
+
+@pytest.fixture(scope="module")
+def chain(live_server, tmp_path_factory):
+    """Model `chain`: a job erasing "seven" followed with `lethe follow`, then "three" with `erase --wait`."""
+    from unlearning.tiny import build_tiny_pipeline
+
+    live_server.register("chain", build_tiny_pipeline(tmp_path_factory.mktemp("chain-model") / "tiny", seed=1))
+    started = ok(lethe(live_server, "erase", "chain", "seven", *TINY), live_server)
+    job_id = started.stdout.split()[0]
+    followed = lethe(live_server, "follow", job_id)
+    waited = lethe(live_server, "erase", "chain", "three", *TINY, "--wait")
+    return job_id, followed, waited
+
+
+def test_follow_attaches_to_a_started_job_until_it_ends(chain, live_server):
+    job_id, followed, _ = chain
+    ok(followed, live_server)
+    assert f"{job_id} succeeded: chain version 2" in followed.stdout, followed.stdout
+    assert "unlearning" in followed.stderr and "forget_loss=" in followed.stderr, followed.stderr
+
+
+def test_erase_wait_shows_the_losses_and_builds_the_chain(chain, live_server):
+    waited = ok(chain[2], live_server)
+    assert "chain version 3" in waited.stdout
+    assert "forget_loss=" in waited.stderr and "retain_loss=" in waited.stderr, waited.stderr
+
+
+def test_versions_lists_parent_concepts_and_method(chain, live_server):
+    run = ok(lethe(live_server, "versions", "chain"))
+    lines = run.stdout.splitlines()
+    assert lines[0].split() == ["VERSION", "PARENT", "CONCEPTS", "ERASED", "METHOD", "CREATED"]
+    assert lines[1].split()[:5] == ["3", "2", "seven,", "three", "rg"], run.stdout
+    assert lines[2].split()[:4] == ["2", "1", "seven", "rg"] and lines[3].split()[:4] == ["1", "-", "-", "-"]
+    missing = lethe(live_server, "versions", "no-such-model")
+    assert missing.returncode == 2 and "no model named" in missing.stderr
+
+
+def test_erasing_again_needs_force(chain, live_server):
+    refused = lethe(live_server, "erase", "chain", "Seven", *TINY)
+    assert refused.returncode == 2 and "already erased" in refused.stderr, refused.stderr
+    forced = ok(lethe(live_server, "erase", "chain", "Seven", *TINY, "--force"))
+    ok(lethe(live_server, "cancel", forced.stdout.split()[0]))
+
+
+def test_follow_of_an_unknown_job_is_the_servers_404(live_server):
+    run = lethe(live_server, "follow", "job_00000000000000deadbeef")
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+
+
+def test_version_prints_the_package_version():
+    import importlib.metadata
+
+    run = subprocess.run([lethe_executable(), "--version"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == f"lethe {importlib.metadata.version('lethe')}"
