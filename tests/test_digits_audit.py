@@ -22,7 +22,7 @@ from unlearning.noise import TrainingNoise
 from unlearning.pipeline import load_pipeline
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "digits"
-SHORT = {"steps": 30, "num_prompts": 48, "generation_steps": 10, "eval_prompts": 0}  # as test_digits.py's erasure
+SHORT = {"steps": 30, "num_prompts": 48, "generation_steps": 10, "eval_prompts": 8}  # test_digits.py's erasure, evaluated
 
 
 @pytest.fixture(scope="module")

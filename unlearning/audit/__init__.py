@@ -28,7 +28,7 @@ DEFAULT_AUDIT = "quick"
 @dataclass(frozen=True)
 class AuditSettings:
     judge_timesteps: int  # noised copies of each image the judge scores every candidate on
-    references: int  # the original's images of the concept per concept (held-out sentences)
+    references: int  # the original's images of each concept (held-out sentences), at eval_prompts 8 (scaled)
     repeats: int  # images per other way of asking for the concept
     neighbours: int  # at most this many neighbours
     per_neighbour: int  # images per neighbour

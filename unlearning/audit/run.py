@@ -71,7 +71,8 @@ class Auditor:
         self.judge = Judge(pipe, noise, job.seed, settings.judge_timesteps, batch_size=2 * self.batch)
         synonyms = (job.prompts or {}).get("synonyms", [])
         builder = ProbeBuilder(job.concepts, job.preserve, model_vocabulary(job.model_settings), synonyms, job.seed)
-        sizes = ProbeSizes(settings.references, settings.repeats, settings.neighbours, settings.per_neighbour)
+        sizes = ProbeSizes(references(settings, config.eval_prompts), settings.repeats, settings.neighbours,
+                           settings.per_neighbour)
         self.forget, self.kept = builder.build(sizes)
         self.control_word = made_up_word(job.seed, max(len(w) for c in job.concepts for w in c.split()))
         self.controls = controls([p for p in self.forget if p.kind == "held_out"], self.control_word)
@@ -83,14 +84,17 @@ class Auditor:
         probes, split = self.forget + self.kept, len(self.forget)
         first = sum(p.kind == "held_out" for p in probes)  # the references come first
         with self.as_original():
-            drawn = self.draw(probes + self.controls)  # one sampler run: its fixed cost dominates on small models
-            before, judged_before = drawn[:len(probes)], self.judge_probes(drawn[:first], probes[:first])
-            check = drawing_check(judged_before, self.judge_probes(drawn[len(probes):], self.controls), self.control_word)
+            # First the references and their controls alone: all there is to do when the check fails.
+            drawn = self.draw(probes[:first] + self.controls)
+            before, judged_before = drawn[:first], self.judge_probes(drawn[:first], probes[:first])
+            check = drawing_check(judged_before, self.judge_probes(drawn[first:], self.controls), self.control_word)
             if not check["drawn"]:
                 message, data = not_drawn(self.job.concepts, check, self.forget)
                 callbacks.on_event("warning", message, data)
                 return {"mode": self.job.audit, **data, "seconds": time.perf_counter() - started}
-            judged_before = Verdicts.concatenate([judged_before, self.judge_probes(before[first:], probes[first:])])
+            rest = self.draw(probes[first:])
+            before = torch.cat([before, rest])
+            judged_before = Verdicts.concatenate([judged_before, self.judge_probes(rest, probes[first:])])
             targets, threshold = self.targets(before[:first], judged_before[:first], references)
             control = self.judge_attack(self.draw(probes[:0], self.soft_prompt(targets)[0])) if self.settings.attack_control else None
         step(1)
@@ -162,6 +166,12 @@ class Auditor:
         neutral = encode_prompts(self.pipe, [self.attack_probe.candidates[1]])
         return soft_prompt(self.pipe, self.noise, neutral, targets, steps=s.attack_steps, tokens=s.attack_tokens,
                            learning_rate=s.attack_learning_rate, batch_size=s.attack_batch, seed=self.job.seed)
+
+
+def references(settings: AuditSettings, eval_prompts: int) -> int:
+    """Held-out images of each concept: the mode's number at the default 8 evaluation prompts,
+    scaled with them (a job that asks for a small evaluation gets a small audit), at least 4."""
+    return max(4, min(settings.references, settings.references * eval_prompts // 8))
 
 
 def summary(result: dict) -> str:
