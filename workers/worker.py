@@ -1,4 +1,4 @@
-"""`lethe worker`: one Celery worker process for one GPU, with its reconciler thread.
+"""`lethe worker`: one Celery worker process for one GPU, with its reconciler and webhook threads.
 
 The parent process consumes from the `gpu` queue and forks a fresh child for each task
 (`-c 1`, max one task per child); only the child imports torch and touches the GPU.
@@ -22,6 +22,7 @@ from workers.queue import GPU_QUEUE
 from workers.reconciler import Reconciler
 from workers.shutdown import forward_to_children, publish_handed_back, running_jobs
 from workers.tasks import register_tasks
+from workers.webhook_delivery import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def run_worker(settings, name: str | None = None, loglevel: str = "INFO") -> Non
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     reconciler = Reconciler(settings, app, sessions)
+    sender = WebhookSender(settings, sessions)
     handing_back: list[str] = []  # the jobs this worker ran when its shutdown began
 
     def forget_parent_connections(**_):
@@ -50,9 +52,10 @@ def run_worker(settings, name: str | None = None, loglevel: str = "INFO") -> Non
 
     def stop(**_):  # consumer stopped, pool done
         reconciler.stop()
+        sender.stop()
         publish_handed_back(app, sessions, handing_back)
 
-    signals.worker_ready.connect(lambda **_: reconciler.start(), weak=False)
+    signals.worker_ready.connect(lambda **_: (reconciler.start(), sender.start()), weak=False)
     signals.worker_process_init.connect(forget_parent_connections, weak=False)
     signals.worker_shutting_down.connect(ask_jobs_to_hand_back, weak=False)
     signals.worker_shutdown.connect(stop, weak=False)
