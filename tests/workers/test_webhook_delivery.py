@@ -1,7 +1,7 @@
 """A real `lethe worker` posts a job's webhook to a real receiver on loopback, signed per Standard
 Webhooks (checked with the `standardwebhooks` package's own `Webhook.verify`), soon after the
 job ends; a receiver that is down, then answers 500, gets it once it is back; an event the job
-did not subscribe to is never posted."""
+did not subscribe to is never posted; `lethe serve` delivers through its own worker."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from standardwebhooks import Webhook
 
 from service import jobs, webhooks
 from service.api.present import job_public
-from tests.workers.conftest import make_deployment
-from tests.workers.worker_harness import free_port, start_worker, wait_until
+from tests.workers.conftest import API_KEY, make_deployment
+from tests.workers.worker_harness import free_port, start_http, start_worker, wait_until
 
 SECRET = webhooks.new_secret()
 HOOK_SETTINGS = {"webhook_secret": SECRET, "webhook_allow_private": True, "webhook_poll_s": 0.2,
@@ -151,3 +152,27 @@ def test_a_receiver_that_is_down_then_fails_gets_the_post_once_it_is_back(distri
     assert len({r["headers"]["webhook-id"] for r in receiver.received}) == 1  # one delivery, tried again
     delivery, attempts = recorded(deployment, job_id)
     assert [a.status_code for a in attempts][-2:] == [500, 200] and all(a.duration_s < 5 for a in attempts)
+
+
+@pytest.mark.slow
+def test_lethe_serve_delivers_through_its_own_worker(embedded, receiver, workers):
+    deployment = embedded
+    deployment.settings = deployment.settings.model_copy(update=HOOK_SETTINGS)
+    serve, url = start_http("serve", deployment.env() | {"LETHE_WEBHOOK_SECRET": SECRET},
+                            deployment.settings.data_dir / "serve.log")
+    workers.append(serve)
+    receiver.start()
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    body = {"base_model": {"name": "tiny"}, "concepts": ["cat"], "hyperparameters": {"steps": 1},
+            "webhook": {"url": receiver.url, "events": ["cancelled"]}}
+    created = httpx.post(f"{url}/v1/jobs", json=body, headers=auth, timeout=10)
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+    assert httpx.post(f"{url}/v1/jobs/{job_id}/cancel", headers=auth, timeout=10).status_code == 200
+
+    [request] = wait_until(receiver.delivered, 60, "the post from serve's worker", every_s=0.1)
+    assert verified(request)["data"]["id"] == job_id
+    recorded(deployment, job_id)
+    shown = httpx.get(f"{url}/v1/jobs/{job_id}/deliveries", headers=auth, timeout=10).json()["data"]
+    assert [(d["event"], d["status"], [a["status_code"] for a in d["attempts"]]) for d in shown] == [
+        ("job.cancelled", "delivered", [200])]
