@@ -10,7 +10,8 @@ machine:
     running -> queued                         (stale lease: the reconciler, attempt left)
     running -> queued                         (its worker shuts down: `release`)
 
-`succeeded`, `failed` and `cancelled` never change again.
+`succeeded`, `failed` and `cancelled` never change again. Every transaction that ends a job
+also queues its webhook delivery, if it subscribed to that end (`_job_ended`, service/webhooks.py).
 
 A message on the queue is a wake-up call, not an order: the worker that takes one claims the
 best queued job by the fair order of `claim_next` (one message per queued job keeps the two

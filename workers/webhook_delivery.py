@@ -38,6 +38,9 @@ class WebhookSender:
         self._thread = threading.Thread(target=self._loop, name="lethe-webhooks", daemon=True)
 
     def start(self) -> None:
+        if not self.settings.webhook_secret.get_secret_value():
+            log.info("webhooks are not configured (no LETHE_WEBHOOK_SECRET): this worker posts none")
+            return
         self._thread.start()
 
     def stop(self) -> None:

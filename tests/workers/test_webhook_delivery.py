@@ -176,3 +176,12 @@ def test_lethe_serve_delivers_through_its_own_worker(embedded, receiver, workers
     shown = httpx.get(f"{url}/v1/jobs/{job_id}/deliveries", headers=auth, timeout=10).json()["data"]
     assert [(d["event"], d["status"], [a["status_code"] for a in d["attempts"]]) for d in shown] == [
         ("job.cancelled", "delivered", [200])]
+
+
+def test_a_worker_without_a_secret_starts_no_sender(tmp_path):
+    from service.settings import Settings
+    from workers.webhook_delivery import WebhookSender
+
+    sender = WebhookSender(Settings(data_dir=tmp_path), sessions=None)
+    sender.start()
+    assert not sender._thread.is_alive()
