@@ -5,7 +5,9 @@ states and keeps the database informed:
 - claim `queued -> running` atomically: the best queued job in the fair order, which need not
   be the message's own (nothing to claim: a duplicate message, dropped);
 - renew the lease from a heartbeat thread, which also brings back `cancelling` and stops
-  the job when the lease lapses (the database out of reach for `lease_s`);
+  the job when the lease lapses (the database out of reach for `lease_s`); between beats the
+  loop reads the job's status at most every CANCEL_POLL_S when it asks whether to stop, so a
+  cancel ends it within a second or so of its next safe point;
 - erase from the base version's local folder. The resumable state lives in the storage
   (`jobs/<job id>/state.pt`), so that any worker, on any machine, continues where this
   attempt stopped: it is downloaded into `<data_dir>/work/<job id>/state` before `erase`,
@@ -38,9 +40,11 @@ import logging
 import os
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import jobs, registry
@@ -48,7 +52,7 @@ from service.db import make_engine, session_factory
 from service.models import Job
 from service.storage import Storage, open_storage
 from workers import shutdown
-from workers.db_retry import retry_db
+from workers.db_retry import TRANSIENT, retry_db
 from workers.failures import permanent_failure
 from workers.heartbeat import Heartbeat
 from workers.materialise import materialise
@@ -58,6 +62,9 @@ log = logging.getLogger(__name__)
 
 FINAL_WRITE_DEADLINE_S = 300.0  # a result already computed is worth waiting for the database
 HAND_BACK_DEADLINE_S = 10.0  # a stopping worker does not wait long: if it cannot, the lease lapses
+# Between heartbeats (LETHE_HEARTBEAT_S, 10 s), the loop reads its job's status at most this often
+# when it is asked whether to stop, so a cancel stops it within about a second of its next safe point.
+CANCEL_POLL_S = 1.0
 CALLER_CODES = {"concepts": "invalid_concept", "base": "invalid_base_model", "method": "invalid_method",
                 "hyperparameters": "invalid_hyperparameters", "prompts": "invalid_prompts",
                 "preserve": "invalid_preserve"}
@@ -83,6 +90,7 @@ class JobRun:
         self.storage = storage
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.work = Path(settings.work_dir) / job_id
+        self._status_read_at = 0.0
 
     @classmethod
     def open(cls, settings, job_id: str) -> "JobRun":
@@ -178,9 +186,25 @@ class JobRun:
         reporter.on_progress("publishing", 1, 1)
         return Outcome(jobs.SUCCEEDED, result={"model": job.base_model, "version": version.version})
 
-    @staticmethod
-    def _should_stop(beat: Heartbeat) -> bool:
+    def _should_stop(self, beat: Heartbeat) -> bool:
+        self._notice_cancel(beat)
         return not beat.keep_going or shutdown.requested()
+
+    def _notice_cancel(self, beat: Heartbeat) -> None:
+        """Read the job's status (not renewing the lease) if the last read is CANCEL_POLL_S old."""
+        now = time.monotonic()
+        if now - self._status_read_at < CANCEL_POLL_S or not beat.keep_going:
+            return
+        self._status_read_at = now
+        try:
+            status = self.call(lambda session: session.scalar(select(Job.status).where(Job.id == self.job_id)))
+        except TRANSIENT:
+            return  # the heartbeat deals with a database out of reach
+        except Exception:
+            log.exception("job %s: reading its status failed; the heartbeat still brings a cancel", self.job_id)
+            return
+        if status == jobs.CANCELLING:
+            beat.status = status
 
     def _stopped(self, beat: Heartbeat, step: int = 0) -> Outcome:
         """Stopped on request: cancelled; handed back, its worker shutting down (`step`: where it
