@@ -62,7 +62,8 @@ def chain(live_server, tmp_path_factory):
     """Model `chain`: a job erasing "seven" followed with `lethe follow`, then "three" with `erase --wait`."""
     from unlearning.tiny import build_tiny_pipeline
 
-    live_server.register("chain", build_tiny_pipeline(tmp_path_factory.mktemp("chain-model") / "tiny", seed=1))
+    # seed 2: weights of its own (test_client_commands damages the stored UNet of seed 1's)
+    live_server.register("chain", build_tiny_pipeline(tmp_path_factory.mktemp("chain-model") / "tiny", seed=2))
     started = ok(lethe(live_server, "erase", "chain", "seven", *TINY), live_server)
     job_id = started.stdout.split()[0]
     followed = lethe(live_server, "follow", job_id)
