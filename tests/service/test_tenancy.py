@@ -56,8 +56,8 @@ def model_names(client, key) -> list[str]:
     return [m["name"] for m in client.get("/v1/models", headers=key).json()["data"]]
 
 
-def post_job(client, key, model, version=None):
-    return client.post("/v1/jobs", json={"base_model": {"name": model, "version": version}, "concepts": ["cat"]}, headers=key)
+def post_job(client, key, model, version=None, concept="cat"):
+    return client.post("/v1/jobs", json={"base_model": {"name": model, "version": version}, "concepts": [concept]}, headers=key)
 
 
 def answer_of(response) -> tuple:
@@ -149,9 +149,9 @@ def test_two_tenants_jobs_on_one_public_base_number_each_tenant_without_gaps(gat
     engine = make_engine(settings.database_url)
     made = {"tenant-a": [], "tenant-b": []}
     with session_factory(engine)() as store:
-        for _ in range(3):  # in turn, each on its tenant's newest version: a chain per tenant
+        for concept in ("cat", "dog", "owl"):  # in turn, each on its tenant's newest version: a chain per tenant
             for tenant, key in (("tenant-a", A), ("tenant-b", B)):
-                job = post_job(client, key, "tiny").json()
+                job = post_job(client, key, "tiny", concept=concept).json()
                 play_the_worker(store, settings, tiny_pipeline, tmp_path, job["id"])
                 made[tenant].append(client.get(f"/v1/jobs/{job['id']}", headers=key).json())
     engine.dispose()
