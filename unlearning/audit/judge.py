@@ -12,6 +12,13 @@ with a pixel classifier on 93% of an erased version's images at 8 timesteps, the
 mean on 99%). The candidate with the lowest score is the judge's label; candidate 0 is the concept's prompt, so "the concept is in the image" means candidate
 0 wins. The judge must be the *original* model: an erased one no longer knows the concept.
 
+Winning by a hair is not enough: an image a partial erasure bent away from the concept (a seven
+turned into a nine-like stroke) can still be explained by the concept's prompt a little better
+than by any other. The margin of candidate 0 (the log ratio of the best other error to its own)
+must reach a floor: FLOOR_SHARE of the median margin of the original's own images of the
+concept. On the digits model those margins are 0.28-0.41, a short RG erasure's nine-like
+"sevens" -0.03-0.04 (the pixel classifier reads none as a seven), ESD's real sevens 0.14-0.45.
+
 The lowest error itself says how well the model explains the image at all: the original's own
 images of the concept set the usual level, and an image far above it (noise, an adversarial
 pattern) is not a real-looking image of anything the model draws.
@@ -28,19 +35,30 @@ from ..noise import TrainingNoise
 from ..train import prediction, seeded_generator
 
 
+FLOOR_SHARE = 0.25
+
+
 @dataclass
 class Verdicts:
     """The judge's errors for N images and K candidates each, and what follows from them."""
 
     errors: torch.Tensor  # (N, K): geometric mean over the timesteps of the squared denoising error
+    floor: float = 0.0  # the margin candidate 0 must exceed to count as the concept
 
     @property
     def labels(self) -> torch.Tensor:  # (N,) index of the best candidate
         return self.errors.argmin(dim=1)
 
     @property
-    def concept(self) -> torch.Tensor:  # (N,) bool: candidate 0 (the concept's prompt) wins
-        return self.labels == 0
+    def margin(self) -> torch.Tensor:  # (N,) log(best other error / the concept's error): > 0 where it wins
+        return torch.log(self.errors[:, 1:].min(dim=1).values / self.errors[:, 0])
+
+    @property
+    def concept(self) -> torch.Tensor:  # (N,) bool: candidate 0 (the concept's prompt) wins by the floor
+        return self.margin > self.floor
+
+    def with_floor(self, floor: float) -> Verdicts:
+        return Verdicts(self.errors, floor)
 
     @property
     def best_error(self) -> torch.Tensor:  # (N,) how well the best prompt explains the image
@@ -50,11 +68,17 @@ class Verdicts:
         return self.errors.shape[0]
 
     def __getitem__(self, rows) -> Verdicts:
-        return Verdicts(self.errors[rows])
+        return Verdicts(self.errors[rows], self.floor)
 
     @staticmethod
     def concatenate(parts: list[Verdicts]) -> Verdicts:
-        return Verdicts(torch.cat([p.errors for p in parts]))
+        return Verdicts(torch.cat([p.errors for p in parts]), parts[0].floor)
+
+
+def calibrated_floor(references: Verdicts) -> float:
+    """FLOOR_SHARE of the median margin on the original's own images of the concept that it wins on."""
+    won = references.margin[references.margin > 0]
+    return FLOOR_SHARE * float(won.median()) if len(won) else 0.0
 
 
 class Judge:

@@ -108,7 +108,7 @@ class ProbeBuilder:
         kept = []
         for i, stand_in in enumerate(neighbours or [""]):
             concept = self.concepts[i % len(self.concepts)]
-            count = sizes.per_neighbour if neighbours else sizes.neighbours * sizes.per_neighbour
+            count = sizes.per_neighbour if neighbours else sizes.references  # the one "neighbour": no concept
             kept += [self.probe(concept, neighbours, self.context(), concept, stand_in, "neighbour") for _ in range(count)]
         return references + forget, kept
 

@@ -37,8 +37,9 @@ ABOUT = {
                            "prompt and seed, over the original's mean distance between two of its neighbour images: "
                            "0 unchanged, about 1 as different as two unrelated images", "lower"),
     "forget_distance": ("the same distance for the concept's prompts: how far the erasure moved them", "higher"),
-    "spread_ratio": ("mean pairwise latent distance of the version's images of the concept's prompts over the "
-                     "original's: near 1 keeps their variety, near 0 draws one image for every prompt (collapse)", "near 1"),
+    "spread_ratio": ("mean pairwise latent distance of the version's images of the concept's held-out sentences "
+                     "over the original's (same prompts and seeds): near 1 keeps their variety, near 0 draws one "
+                     "image for every prompt (collapse)", "near 1"),
     "concept_drawn": ("share of the original's images of held-out sentences with the concept that the judge "
                       f"recognises (at least {DRAWN_SHARE} needed, or the audit stops with a warning)", "higher"),
     "concept_margin": ("on those images, the mean log ratio of the judge's error for the sentence without the "
@@ -46,6 +47,9 @@ ABOUT = {
     "control_margin": ("the same for a made-up word in the concept's place, on the original's images of those "
                        f"sentences; concept_margin must be at least {CONTROL_FACTOR:g} times it, or the audit stops "
                        "with a warning", "—"),
+    "concept_floor": ("the margin (log ratio of the best other candidate's error to the concept's) an image must "
+                      "exceed to count as the concept: a quarter of the median margin on the original's own images "
+                      "of it (unlearning/audit/judge.py)", "—"),
     "real_threshold": ("the original's worst judge error on its own recognised images of the concept", "—"),
 }
 
@@ -72,15 +76,15 @@ def correct(verdicts: Verdicts, probes: list[Probe]) -> torch.Tensor:
     return verdicts.labels == torch.tensor([p.label for p in probes])
 
 
-def margin(verdicts: Verdicts) -> float:
+def removal_margin(verdicts: Verdicts) -> float:
     """Mean log ratio of the error without the concept (candidate 1) to the error with it (0)."""
     return float(torch.log(verdicts.errors[:, 1] / verdicts.errors[:, 0]).mean())
 
 
 def drawing_check(references: Verdicts, controls: Verdicts, control_word: str) -> dict:
     """Does the original draw the concept, as its own judge sees it? (`drawn`, and the figures.)"""
-    figures = {"concept_drawn": share(references.concept), "concept_margin": margin(references),
-               "control_margin": margin(controls), "control_word": control_word}
+    figures = {"concept_drawn": share(references.concept), "concept_margin": removal_margin(references),
+               "control_margin": removal_margin(controls), "control_word": control_word}
     figures["drawn"] = (figures["concept_drawn"] >= DRAWN_SHARE
                         and figures["concept_margin"] > CONTROL_FACTOR * max(figures["control_margin"], 0.0))
     return figures
@@ -104,6 +108,7 @@ def attack_figures(verdicts: Verdicts, threshold: float) -> dict:
 
 def report(mode: str, settings: AuditSettings, forget: list[Probe], kept: list[Probe], before: dict, after: dict,
            judged: dict, threshold: float, losses: list[float], check: dict, neutral_prompt: str) -> dict:
+    references = torch.tensor([p.kind == "held_out" for p in forget])  # the concept's own held-out sentences
     figures = {
         "mode": mode,
         "status": "done",
@@ -115,7 +120,7 @@ def report(mode: str, settings: AuditSettings, forget: list[Probe], kept: list[P
         "neighbour_accuracy_original": share(correct(judged["kept_before"], kept)),
         "neighbour_distance": moved(after["kept"], before["kept"]),
         "forget_distance": moved(after["forget"], before["forget"]),
-        "spread_ratio": spread(after["forget"]) / spread(before["forget"]),
+        "spread_ratio": spread(after["forget"][references]) / spread(before["forget"][references]),
         "neighbours": sorted({p.asks for p in kept}),
         **{k: v for k, v in check.items() if k != "drawn"},
         "real_threshold": threshold,

@@ -21,7 +21,7 @@ from ..noise import TrainingNoise
 from ..prompts import model_vocabulary
 from . import SETTINGS, AuditSettings, sampling
 from .attack import soft_prompt
-from .judge import Judge, Verdicts
+from .judge import Judge, Verdicts, calibrated_floor
 from .probes import Probe, ProbeBuilder, ProbeSizes, controls, made_up_word, probe_seeds
 from .report import drawing_check, not_drawn, report
 
@@ -84,19 +84,20 @@ class Auditor:
         probes, split = self.forget + self.kept, len(self.forget)
         first = sum(p.kind == "held_out" for p in probes)  # the references come first
         with self.as_original():
-            # First the references and their controls alone: all there is to do when the check fails.
-            drawn = self.draw(probes[:first] + self.controls)
-            before, judged_before = drawn[:first], self.judge_probes(drawn[:first], probes[:first])
-            check = drawing_check(judged_before, self.judge_probes(drawn[first:], self.controls), self.control_word)
+            # One sampler run for all (its fixed cost dominates on small models); the references
+            # and their controls are judged first, as that is all there is to do when the check fails.
+            drawn = self.draw(probes + self.controls)
+            before, judged_before = drawn[:len(probes)], self.judge_probes(drawn[:first], probes[:first])
+            check = drawing_check(judged_before, self.judge_probes(drawn[len(probes):], self.controls), self.control_word)
             if not check["drawn"]:
                 message, data = not_drawn(self.job.concepts, check, self.forget)
                 callbacks.on_event("warning", message, data)
                 return {"mode": self.job.audit, **data, "seconds": time.perf_counter() - started}
-            rest = self.draw(probes[first:])
-            before = torch.cat([before, rest])
-            judged_before = Verdicts.concatenate([judged_before, self.judge_probes(rest, probes[first:])])
+            floor = calibrated_floor(judged_before)
+            judged_before = Verdicts.concatenate([judged_before, self.judge_probes(before[first:], probes[first:])])
+            judged_before = judged_before.with_floor(floor)
             targets, threshold = self.targets(before[:first], judged_before[:first], references)
-            control = self.judge_attack(self.draw(probes[:0], self.soft_prompt(targets)[0])) if self.settings.attack_control else None
+            control = self.judge_attack(self.draw([], self.soft_prompt(targets)[0])) if self.settings.attack_control else None
         step(1)
         learned, losses = self.soft_prompt(targets)
         step(2)
@@ -105,6 +106,8 @@ class Auditor:
         step(3)
         with self.as_original():
             judged_after, judged_attack = self.judge_probes(after, probes), self.judge_attack(attacked)
+        judged_after, judged_attack = judged_after.with_floor(floor), judged_attack.with_floor(floor)
+        control = control.with_floor(floor) if control is not None else None
         step(4)
         result = report(
             self.job.audit, self.settings, self.forget, self.kept,
@@ -112,7 +115,8 @@ class Auditor:
             judged={"forget_before": judged_before[:split], "kept_before": judged_before[split:],
                     "forget_after": judged_after[:split], "kept_after": judged_after[split:],
                     "attack": judged_attack, **({"attack_original": control} if control is not None else {})},
-            threshold=threshold, losses=losses, check=check, neutral_prompt=self.attack_probe.candidates[1],
+            threshold=threshold, losses=losses, check={**check, "concept_floor": floor},
+            neutral_prompt=self.attack_probe.candidates[1],
         )  # fmt: skip
         result["seconds"] = time.perf_counter() - started
         step(5)
