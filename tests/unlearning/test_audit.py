@@ -3,6 +3,7 @@ and a concept the model does not draw (a random tiny model draws none) warned ab
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,9 +14,12 @@ from safetensors.torch import load_file
 
 import unlearning
 from unlearning import lora
+from unlearning.audit import SETTINGS
 from unlearning.audit.probes import ProbeBuilder, ProbeSizes, spelling_variants
-from unlearning.audit.run import original_in_place
+from unlearning.audit.run import Auditor, original_in_place
+from unlearning.job import prepare_job
 from unlearning.methods import make_config
+from unlearning.noise import TrainingNoise
 from unlearning.pipeline import load_pipeline
 from unlearning.prompts import ModelVocabulary, build_prompt_sets
 
@@ -125,3 +129,22 @@ def test_the_cli_takes_the_audit_mode_and_prints_the_warning(tiny_base, latent_c
     assert "audit skipped: the original model does not seem to draw 'van gogh'" in proc.stdout
     proc = subprocess.run([*command, "--out", str(tmp_path / "b"), "--audit", "everything"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--audit" in proc.stderr and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("base", ["tiny_base", "sd2_base", "sdxl_base"])
+def test_the_attack_learns_draws_and_is_judged_on_every_family(base, request, tmp_path):
+    """SD 2.x regresses on the velocity; SDXL's learned prompt keeps its pooled embedding and time ids."""
+    folder = request.getfixturevalue(base)
+    pipe = load_pipeline(folder, "cpu")
+    job = prepare_job(folder, ["van gogh"], tmp_path / "out", "rg", [], None, TINY, 0)
+    settings = dataclasses.replace(SETTINGS["quick"], attack_steps=3, attack_images=2, judge_timesteps=2)
+    auditor = Auditor(pipe, TrainingNoise(pipe.scheduler.config), job, settings, lambda: None)
+    references = auditor.probes[:2]
+    latents = auditor.draw(references)
+    learned, losses = auditor.soft_prompt(latents)
+    assert len(losses) == 3 and all(map(torch.isfinite, map(torch.tensor, losses)))
+    assert set(learned.added) == ({"text_embeds", "time_ids"} if base == "sdxl_base" else set())
+    attacked = auditor.draw([], learned)
+    verdicts = auditor.judge_attack(attacked)
+    assert attacked.shape == (2, *latents.shape[1:]) and verdicts.errors.shape == (2, len(auditor.attack_probe.candidates))
+    assert torch.isfinite(verdicts.errors).all()

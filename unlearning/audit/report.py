@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import AuditSettings
@@ -134,7 +136,14 @@ def report(mode: str, settings: AuditSettings, forget: list[Probe], kept: list[P
     figures["judge"] = {"timesteps": settings.judge_timesteps, "candidates_per_image": len(forget[0].candidates),
                         "images": {"forget": len(forget), "neighbours": len(kept)}}
     figures["about"] = about()
-    return figures
+    return without_nan(figures)
+
+
+def without_nan(value):
+    """The report with an undefined figure (a spread of fewer than two images) as null: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: without_nan(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def not_drawn(concepts: list[str], check: dict, forget: list[Probe]) -> tuple[str, dict]:

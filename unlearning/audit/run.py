@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
@@ -63,6 +64,19 @@ def run_audit(pipe, noise: TrainingNoise, job, original: dict, references: torch
     return auditor.run(references, callbacks)
 
 
+@dataclass
+class OriginalSide:
+    """What the original drew and what its judge made of it, before the version is looked at."""
+
+    latents: torch.Tensor  # the probes' images
+    verdicts: Verdicts  # the references' alone when the check failed, else every probe's
+    check: dict  # does the original draw the concept (report.drawing_check)
+    floor: float = 0.0
+    targets: torch.Tensor | None = None  # the attack's: the original's recognised images of the concept
+    threshold: float = float("nan")  # real-looking: the worst judge error among those
+    control: Verdicts | None = None  # the attack on the original (full mode)
+
+
 class Auditor:
     def __init__(self, pipe, noise: TrainingNoise, job, settings: AuditSettings, as_original):
         self.pipe, self.noise, self.job, self.settings, self.as_original = pipe, noise, job, settings, as_original
@@ -74,54 +88,67 @@ class Auditor:
         sizes = ProbeSizes(references(settings, config.eval_prompts), settings.repeats, settings.neighbours,
                            settings.per_neighbour)
         self.forget, self.kept = builder.build(sizes)
+        self.probes = self.forget + self.kept
+        self.first = sum(p.kind == "held_out" for p in self.probes)  # the references come first
         self.control_word = made_up_word(job.seed, max(len(w) for c in job.concepts for w in c.split()))
-        self.controls = controls([p for p in self.forget if p.kind == "held_out"], self.control_word)
+        self.controls = controls(self.probes[:self.first], self.control_word)
         self.attack_probe = self.forget[0]  # a held-out sentence: the attack starts from it without the concept
 
     def run(self, references: torch.Tensor | None, callbacks: Callbacks) -> dict:
         started = time.perf_counter()
         step = self._progress(callbacks)
-        probes, split = self.forget + self.kept, len(self.forget)
-        first = sum(p.kind == "held_out" for p in probes)  # the references come first
         with self.as_original():
-            # One sampler run for all (its fixed cost dominates on small models); the references
-            # and their controls are judged first, as that is all there is to do when the check fails.
-            drawn = self.draw(probes + self.controls)
-            before, judged_before = drawn[:len(probes)], self.judge_probes(drawn[:first], probes[:first])
-            check = drawing_check(judged_before, self.judge_probes(drawn[len(probes):], self.controls), self.control_word)
-            if not check["drawn"]:
-                message, data = not_drawn(self.job.concepts, check, self.forget)
-                callbacks.on_event("warning", message, data)
-                return {"mode": self.job.audit, **data, "seconds": time.perf_counter() - started}
-            floor = calibrated_floor(judged_before)
-            judged_before = Verdicts.concatenate([judged_before, self.judge_probes(before[first:], probes[first:])])
-            judged_before = judged_before.with_floor(floor)
-            targets, threshold = self.targets(before[:first], judged_before[:first], references)
-            control = self.judge_attack(self.draw([], self.soft_prompt(targets)[0])) if self.settings.attack_control else None
+            original = self.original_side(references)
+        if not original.check["drawn"]:
+            message, data = not_drawn(self.job.concepts, original.check, self.forget)
+            callbacks.on_event("warning", message, data)
+            return {"mode": self.job.audit, **data, "seconds": time.perf_counter() - started}
         step(1)
-        learned, losses = self.soft_prompt(targets)
+        learned, losses = self.soft_prompt(original.targets)
         step(2)
-        drawn = self.draw(probes, learned)
-        after, attacked = drawn[:len(probes)], drawn[len(probes):]
+        drawn = self.draw(self.probes, learned)  # the version's images of the probes, then the attack's
         step(3)
         with self.as_original():
-            judged_after, judged_attack = self.judge_probes(after, probes), self.judge_attack(attacked)
-        judged_after, judged_attack = judged_after.with_floor(floor), judged_attack.with_floor(floor)
-        control = control.with_floor(floor) if control is not None else None
+            judged = self.judge_probes(drawn[:len(self.probes)], self.probes), self.judge_attack(drawn[len(self.probes):])
         step(4)
-        result = report(
-            self.job.audit, self.settings, self.forget, self.kept,
-            before={"forget": before[:split], "kept": before[split:]}, after={"forget": after[:split], "kept": after[split:]},
-            judged={"forget_before": judged_before[:split], "kept_before": judged_before[split:],
-                    "forget_after": judged_after[:split], "kept_after": judged_after[split:],
-                    "attack": judged_attack, **({"attack_original": control} if control is not None else {})},
-            threshold=threshold, losses=losses, check={**check, "concept_floor": floor},
-            neutral_prompt=self.attack_probe.candidates[1],
-        )  # fmt: skip
+        result = self.report(original, drawn[:len(self.probes)], *(v.with_floor(original.floor) for v in judged), losses)
         result["seconds"] = time.perf_counter() - started
         step(5)
         callbacks.on_event("metrics", summary(result), {k: v for k, v in result.items() if isinstance(v, float)})
         return result
+
+    def original_side(self, references: torch.Tensor | None) -> OriginalSide:
+        """Draw every probe with the original (one sampler run: its fixed cost dominates on small
+        models) and check on the references and their controls that it draws the concept at all;
+        if so, judge the rest and prepare the attack."""
+        first, count = self.first, len(self.probes)
+        drawn = self.draw(self.probes + self.controls)
+        verdicts = self.judge_probes(drawn[:first], self.probes[:first])
+        check = drawing_check(verdicts, self.judge_probes(drawn[count:], self.controls), self.control_word)
+        if not check["drawn"]:
+            return OriginalSide(drawn[:count], verdicts, check)
+        floor = calibrated_floor(verdicts)
+        rest = self.judge_probes(drawn[first:count], self.probes[first:])
+        verdicts = Verdicts.concatenate([verdicts, rest]).with_floor(floor)
+        targets, threshold = self.targets(drawn[:first], verdicts[:first], references)
+        control = self.judge_attack(self.draw([], self.soft_prompt(targets)[0])) if self.settings.attack_control else None
+        return OriginalSide(drawn[:count], verdicts, check, floor, targets, threshold,
+                            control.with_floor(floor) if control is not None else None)
+
+    def report(self, original: OriginalSide, after: torch.Tensor, judged_after: Verdicts, judged_attack: Verdicts,
+               losses: list[float]) -> dict:
+        split = len(self.forget)
+        before = original.latents
+        judged = {"forget_before": original.verdicts[:split], "kept_before": original.verdicts[split:],
+                  "forget_after": judged_after[:split], "kept_after": judged_after[split:], "attack": judged_attack}
+        if original.control is not None:
+            judged["attack_original"] = original.control
+        return report(
+            self.job.audit, self.settings, self.forget, self.kept,
+            before={"forget": before[:split], "kept": before[split:]}, after={"forget": after[:split], "kept": after[split:]},
+            judged=judged, threshold=original.threshold, losses=losses,
+            check={**original.check, "concept_floor": original.floor}, neutral_prompt=self.attack_probe.candidates[1],
+        )  # fmt: skip
 
     def _progress(self, callbacks: Callbacks):
         callbacks.on_progress("auditing", 0, STEPS)
@@ -156,12 +183,13 @@ class Auditor:
     # --- the soft-prompt attack -----------------------------------------------------------
 
     def targets(self, latents: torch.Tensor, verdicts: Verdicts, references: torch.Tensor | None):
-        """The original's own images of the concept (the held-out references the judge
-        recognises, and the evaluation's), and the worst judge error among the recognised
-        references: what 'real-looking' allows."""
-        recognised = verdicts.concept
+        """The original's own images of the attacked concept (the held-out references the judge
+        recognises, and with a single concept the evaluation's), and the worst judge error among
+        the recognised references: what 'real-looking' allows."""
+        attacked = torch.tensor([p.concept == self.attack_probe.concept for p in self.probes[:self.first]])
+        recognised = verdicts.concept & attacked
         threshold = float(verdicts.best_error[recognised].max())
-        extra = [references] if references is not None and len(references) else []
+        extra = [references] if references is not None and len(references) and len(self.job.concepts) == 1 else []
         return torch.cat([latents[recognised], *extra]), threshold
 
     def soft_prompt(self, targets: torch.Tensor) -> tuple[Conditioning, list[float]]:
@@ -179,6 +207,9 @@ def references(settings: AuditSettings, eval_prompts: int) -> int:
 
 
 def summary(result: dict) -> str:
-    return (f"audit ({result['mode']}): leak {result['leak_rate']:.2f} (original {result['leak_rate_original']:.2f}), "
-            f"soft-prompt attack {result['attack_success']:.2f}, neighbours kept {result['neighbour_accuracy']:.2f} "
-            f"(original {result['neighbour_accuracy_original']:.2f}), spread x{result['spread_ratio']:.2f}")
+    def figure(name: str) -> str:
+        return "n/a" if result.get(name) is None else f"{result[name]:.2f}"
+
+    return (f"audit ({result['mode']}): leak {figure('leak_rate')} (original {figure('leak_rate_original')}), "
+            f"soft-prompt attack {figure('attack_success')}, neighbours kept {figure('neighbour_accuracy')} "
+            f"(original {figure('neighbour_accuracy_original')}), spread x{figure('spread_ratio')}")
