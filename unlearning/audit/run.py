@@ -26,7 +26,7 @@ from .judge import Judge, Verdicts, calibrated_floor
 from .probes import Probe, ProbeBuilder, ProbeSizes, controls, made_up_word, probe_seeds
 from .report import drawing_check, not_drawn, report
 
-STEPS = 5  # progress: original drawn and judged, version drawn, attacked, judged, reported
+STEPS = 5  # progress: the original's side, the attack learnt, the version drawn, judged, reported
 
 
 @contextmanager
@@ -101,7 +101,7 @@ class Auditor:
             original = self.original_side(references)
         if not original.check["drawn"]:
             message, data = not_drawn(self.job.concepts, original.check, self.forget)
-            callbacks.on_event("warning", message, data)
+            callbacks.on_event("warning", message, {k: v for k, v in data.items() if k != "about"})
             return {"mode": self.job.audit, **data, "seconds": time.perf_counter() - started}
         step(1)
         learned, losses = self.soft_prompt(original.targets)
