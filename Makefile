@@ -20,9 +20,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Two test processes: the tests run single-threaded and many wait on subprocesses, so a second
+# process uses the core the first leaves idle. Each file stays on one process (--dist loadfile).
+TEST_PROCESSES ?= 2
 test: install browser
 	scripts/test-servers
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 # Debian's Chromium for the console's browser tests (tests/console). Installed where it is
 # missing and apt-get can run (as root); otherwise those tests skip, naming what is missing.

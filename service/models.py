@@ -137,6 +137,10 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The caller's webhook subscription, {"url": ..., "events": [...]}; None: none.
     webhook: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # quick, full or off; None: the library's default (quick).
+    audit: Mapped[str | None] = mapped_column(String(8))
+    # Seconds the job was expected to take when it was submitted; None: no estimate.
+    estimated_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class JobEvent(Base):

@@ -31,7 +31,7 @@ def test_migrate_twice_is_a_no_op(database_url):
     migrate(database_url)
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0004"
+        assert MigrationContext.configure(connection).get_current_revision() == "0005"
     engine.dispose()
 
 
@@ -141,5 +141,28 @@ def test_0004_gives_old_jobs_no_webhook_and_downgrades_cleanly(empty_url):
     with engine.connect() as connection:
         assert not {"webhook_deliveries", "webhook_attempts"} & set(inspect(connection).get_table_names())
         assert "webhook" not in {c["name"] for c in inspect(connection).get_columns("jobs")}
+    engine.dispose()
+    migrate(empty_url)
+
+
+def test_0005_gives_old_jobs_the_default_audit_and_no_estimate_and_downgrades_cleanly(empty_url):
+    upgrade(empty_url, "0004")
+    engine = create_engine(empty_url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO jobs (id, tenant, status, attempt, created_at, base_model, base_version, concepts, method, "
+            "preserve, hyperparameters, seed, metadata) VALUES ('job_old', 't', 'queued', 0, 0, 'sd15', 1, '[]', "
+            "'rg', '[]', '{}', 0, '{}')"))
+    engine.dispose()
+    migrate(empty_url)
+    engine = make_engine(empty_url)
+    with session_factory(engine)() as session:
+        old = jobs.get_job(session, "job_old")
+        assert (old.audit, old.estimated_seconds) == (None, None)
+    engine.dispose()
+    command.downgrade(alembic_config(empty_url), "0004")
+    engine = create_engine(empty_url)
+    with engine.connect() as connection:
+        assert not {"audit", "estimated_seconds"} & {c["name"] for c in inspect(connection).get_columns("jobs")}
     engine.dispose()
     migrate(empty_url)

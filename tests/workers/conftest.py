@@ -51,10 +51,20 @@ def postgres_url():
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _redis_dbs_of_this_process() -> list[int]:
+    """Databases 4-15 of the shared Redis, less 13 (test_distributed's), split between
+    pytest-xdist's workers so that two of them never pick the same one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker.removeprefix("gw"))
+    return [n for n in range(4, 16) if n != 13 and n % count == index % count]
+
+
 @pytest.fixture(scope="session")
 def _redis_db() -> int:
     """A database number of the shared Redis that nobody uses, for this test run."""
-    for number in secrets.SystemRandom().sample(range(4, 16), 12):
+    numbers = _redis_dbs_of_this_process()
+    for number in secrets.SystemRandom().sample(numbers, len(numbers)):
         if redis.Redis(host="127.0.0.1", port=6379, db=number).dbsize() == 0:
             return number
     pytest.fail("no empty database on the Redis at 127.0.0.1:6379")
