@@ -12,6 +12,7 @@ import json
 import re
 import time
 
+from pydantic import BaseModel
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -35,6 +36,12 @@ def parse_key(header: str | None) -> str | None:
 def body_hash(body: dict) -> str:
     """The hash of a validated body: the same JSON however it was spaced or ordered."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def request_hash(body: BaseModel) -> str:
+    """The hash of the fields the caller sent (validated, so normalised), defaults left out: a
+    request replayed after the server added an optional field still matches its first send."""
+    return body_hash(body.model_dump(mode="json", exclude_unset=True))
 
 
 def reserve(session: Session, tenant: str, key: str, digest: str, abandon_after_s: float) -> IdempotencyKey | None:

@@ -31,7 +31,7 @@ def submit(session: Session, parts, caller: Caller, body: JobCreate, key: str | 
     limits.check_job_cost(parts.settings, caller.tenant, spec.method, spec.hyperparameters)
     if key is None:
         return _create_and_publish(session, parts, caller.tenant, spec, None, body.force), True
-    digest = idempotency.body_hash(body.model_dump(mode="json"))
+    digest = idempotency.request_hash(body)
     earlier = idempotency.reserve(session, caller.tenant, key, digest, parts.settings.idempotency_wait_s)
     if earlier is not None:
         return _replay(session, earlier, digest), False
@@ -62,7 +62,7 @@ def job_spec(session: Session, tenant: str, body: JobCreate) -> JobSpec:
     return JobSpec(
         base_model=ref.name, base_version=base.version, concepts=body.concepts, method=body.method,
         preserve=body.preserve, prompts=body.prompts.model_dump() if body.prompts else None,
-        hyperparameters=hyperparameters, seed=body.seed, metadata=body.metadata,
+        hyperparameters=hyperparameters, seed=body.seed, metadata=body.metadata, audit=body.audit,
     )  # fmt: skip
 
 

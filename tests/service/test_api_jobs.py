@@ -26,9 +26,17 @@ def test_create_queues_the_job_and_publishes_one_message(client, settings, store
     assert job["object"] == "unlearning.job" and job["id"].startswith("job_")
     assert (job["status"], job["base_model"], job["method"]) == ("queued", {"name": "tiny", "version": 1}, "rg")
     assert job["hyperparameters"] == {"steps": 5} and job["metadata"] == {"ticket": "T-1"}
+    assert job["audit"] is None  # the library's default, quick
     assert broker_messages(settings) == 1
     assert jobs.get_job(store, job["id"]).status == "queued"
     assert client.get(f"/v1/jobs/{job['id']}", headers=KEY_A).json() == job
+
+
+def test_the_audit_asked_for_is_stored_and_shown_apart_from_the_hyperparameters(client, store):
+    for mode in ("quick", "full", "off"):
+        job = post_job(client, BODY | {"audit": mode, "hyperparameters": {"steps": 5}}).json()
+        assert (job["audit"], job["hyperparameters"]) == (mode, {"steps": 5})
+        assert jobs.get_job(store, job["id"]).audit == mode
 
 
 def test_a_failed_publish_leaves_the_job_queued(settings, tiny_pipeline, store):
@@ -83,7 +91,7 @@ def test_idempotency_key_same_body_different_body_in_flight(client, settings, st
     different = post_job(client, BODY | {"concepts": ["monet"]}, key="k-1")
     assert different.status_code == 422 and different.json()["errors"][0]["field"] == "Idempotency-Key"
     # A request still in flight holds the key without a job yet.
-    digest = idempotency.body_hash(JobCreate.model_validate(BODY).model_dump(mode="json"))
+    digest = idempotency.request_hash(JobCreate.model_validate(BODY))
     assert idempotency.reserve(store, "tenant-a", "k-2", digest, 60) is None
     in_flight = post_job(client, key="k-2")
     assert in_flight.status_code == 409 and in_flight.headers["content-type"] == "application/problem+json"
@@ -91,6 +99,17 @@ def test_idempotency_key_same_body_different_body_in_flight(client, settings, st
     assert post_job(client, headers=KEY_B, key="k-1").status_code == 202
     assert broker_messages(settings) == 2
     assert store.scalar(select(func.count()).select_from(Job)) == 2
+
+
+def test_the_idempotency_hash_covers_only_what_the_caller_sent():
+    class JobCreateLater(JobCreate):  # the server, once it has added an optional field
+        priority: int = 0
+
+    sent = {"base_model": {"name": "tiny"}, "concepts": [" van gogh "], "hyperparameters": {"steps": 5}}
+    digest = idempotency.request_hash(JobCreate.model_validate(sent))
+    assert digest == idempotency.request_hash(JobCreateLater.model_validate(sent))
+    assert digest == idempotency.body_hash(sent | {"concepts": ["van gogh"]})  # validated: stripped
+    assert digest != idempotency.request_hash(JobCreate.model_validate(sent | {"seed": 1}))
 
 
 def test_progress_and_events_as_json(client, store):
