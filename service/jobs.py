@@ -55,6 +55,7 @@ class JobSpec:
     seed: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
     webhook: dict[str, Any] | None = None  # {"url": ..., "events": [...]}, checked by service.webhooks
+    audit: str | None = None  # quick, full or off; None: the library's default
 
 
 _last_micros = 0
@@ -79,6 +80,7 @@ def create_job(session: Session, tenant: str, spec: JobSpec, idempotency_key: st
         base_model=spec.base_model, base_version=spec.base_version, concepts=spec.concepts,
         method=spec.method, preserve=spec.preserve, prompts=spec.prompts,
         hyperparameters=spec.hyperparameters, seed=spec.seed, meta=spec.metadata, webhook=spec.webhook,
+        audit=spec.audit,
     )  # fmt: skip
     session.add(job)
     session.flush()

@@ -51,6 +51,7 @@ from service import jobs, registry
 from service.db import make_engine, session_factory
 from service.models import Job
 from service.storage import Storage, open_storage
+from unlearning.audit import DEFAULT_AUDIT
 from workers import shutdown
 from workers.db_retry import TRANSIENT, retry_db
 from workers.failures import permanent_failure
@@ -73,6 +74,13 @@ CALLER_CODES = {"concepts": "invalid_concept", "base": "invalid_base_model", "me
 def state_key(job_id: str) -> str:
     """Where the storage keeps the job's resumable state."""
     return f"jobs/{job_id}/state.pt"
+
+
+def stored_event(library_type: str) -> tuple[str, str]:
+    """The type and level a library event is stored with: its `warning`s (such as the audit's
+    "does not seem to draw") are messages at level warning, as API.md's types are progress,
+    message and metrics."""
+    return ("message", "warning") if library_type == "warning" else (library_type, "info")
 
 
 @dataclass
@@ -149,7 +157,7 @@ class JobRun:
 
         reporter = Reporter(
             lambda *progress: self.call(jobs.set_progress, job.id, *progress),
-            lambda type, message, data: self.call(jobs.add_event, job.id, type, message, data),
+            self._library_event,
         )
         base = retry_db(lambda: self.call(registry.get_version, job.base_model, job.base_version, job.tenant))
         if base is None:
@@ -165,7 +173,7 @@ class JobRun:
         unlearning.erase(
             folder, job.concepts, out, method=job.method, preserve=job.preserve, prompts=job.prompts,
             hyperparameters=job.hyperparameters, seed=job.seed, cache_dir=self.settings.cache_dir,
-            state_dir=self._restore_state(), erased=list(base.concepts_erased),
+            state_dir=self._restore_state(), erased=list(base.concepts_erased), audit=job.audit or DEFAULT_AUDIT,
             callbacks=unlearning.Callbacks(on_progress=reporter.on_progress, on_event=reporter.on_event,
                                            should_stop=lambda: self._should_stop(beat),
                                            on_state_saved=self._upload_state),
@@ -185,6 +193,10 @@ class JobRun:
             return self._stopped(beat)
         reporter.on_progress("publishing", 1, 1)
         return Outcome(jobs.SUCCEEDED, result={"model": job.base_model, "version": version.version})
+
+    def _library_event(self, type: str, message: str, data: dict) -> None:
+        stored_type, level = stored_event(type)
+        self.call(jobs.add_event, self.job_id, stored_type, message, data, level=level)
 
     def _should_stop(self, beat: Heartbeat) -> bool:
         self._notice_cancel(beat)

@@ -45,7 +45,7 @@ def job_public(job: Job) -> JobPublic:
         base_model={"name": job.base_model, "version": job.base_version}, concepts=job.concepts, method=job.method,
         preserve=job.preserve, prompts=job.prompts, hyperparameters=job.hyperparameters, seed=job.seed,
         progress=progress, error=_error_public(job.error), result=job.result, metadata=job.meta,
-        webhook=job.webhook,
+        webhook=job.webhook, audit=job.audit,
     )  # fmt: skip
 
 

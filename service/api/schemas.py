@@ -15,6 +15,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from unlearning.audit import AUDIT_MODES, DEFAULT_AUDIT
 from unlearning.methods import DEFAULT_METHOD
 from unlearning.methods.base import MODULE_NAME, TRAINABLE_SETS, MethodConfig
 
@@ -49,6 +50,7 @@ ServerPath = single_line(min_length=1, max_length=4096)
 LayerName = single_line(pattern=f"^{MODULE_NAME.pattern}$", min_length=1, max_length=200)
 Tenant = single_line(min_length=1, max_length=64)
 Visibility = Literal["private", "public"]
+AuditMode = Literal[AUDIT_MODES]
 
 T = TypeVar("T")
 
@@ -119,6 +121,9 @@ class JobCreate(Body):
     webhook: Webhook | None = Field(None, description="Post a signed event to this URL when the job ends.")
     force: bool = Field(False, description="Erase again a concept the base version has already erased "
                                            "(refused with 409 `already_erased` otherwise).")
+    audit: AuditMode | None = Field(None, description=f"How thoroughly the version is audited after training: quick, "
+                                                      f"full or off; null: the default, {DEFAULT_AUDIT}. The report "
+                                                      "is the version's `evaluation.audit`.")
 
 
 class ModelSource(Body):
@@ -222,6 +227,7 @@ class JobPublic(BaseModel):
     result: JobResult | None
     metadata: dict[str, str]
     webhook: Webhook | None = Field(None, description="The job's webhook subscription; null: none.")
+    audit: AuditMode | None = Field(None, description=f"The audit asked for; null: the default ({DEFAULT_AUDIT}).")
 
 
 class EventPublic(BaseModel):

@@ -56,6 +56,9 @@ BAD_BODIES = [
     (with_(metadata={f"k{i}": "v" for i in range(17)}), "metadata"),
     (with_(metadata={"k": "v" * 513}), "metadata.k"),
     (with_(metadata={"k": 1}), "metadata.k"),
+    (with_(audit="thorough"), "audit"),
+    (with_(audit=""), "audit"),
+    (with_(audit=1), "audit"),
     (with_(surprise=True), "surprise"),
     ([1, 2], "body"),
 ]
