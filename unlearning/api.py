@@ -18,7 +18,7 @@ import torch
 
 from . import lora, methods
 from .audit import DEFAULT_AUDIT
-from .audit.run import run_audit
+from .audit.run import check_before_training, run_audit
 from .callbacks import Callbacks
 from .errors import Stopped
 from .evaluate import Evaluation
@@ -69,6 +69,7 @@ def erase(
     noise = TrainingNoise(pipe.scheduler.config)  # refuses a prediction type it cannot train, before any work
     config = job.config
     lora.check(pipe.unet, config)  # LoRA targets this UNet lacks, also before any work
+    not_drawn = check_before_training(pipe, noise, job, callbacks)  # warned at once; the audit then stops
     sets = build_prompt_sets(job.concepts, config.num_prompts, job.seed, job.preserve, job.prompts,
                              model_vocabulary(job.model_settings), num_test=config.eval_prompts, erased=erased)
     examples = {"examples": list(zip(sets.forget[:3], sets.retain[:3]))}
@@ -98,7 +99,7 @@ def erase(
     seconds["evaluating"] += time.perf_counter() - clock
 
     clock = time.perf_counter()
-    audit_report = run_audit(pipe, noise, job, original, test["forget"][0], callbacks)
+    audit_report = not_drawn or run_audit(pipe, noise, job, original, test["forget"][0], callbacks)
     seconds["auditing"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -103,12 +103,15 @@ def test_with_a_lora_adapter_the_original_is_the_unet_with_the_adapter_off(tiny_
 
 
 def test_a_concept_the_model_does_not_draw_is_a_warning_and_the_version_is_still_written(tiny_base, latent_cache, tmp_path):
-    events = []
-    callbacks = unlearning.Callbacks(on_event=lambda kind, message, data: events.append((kind, message, data)))
+    events, order = [], []  # order: event kinds and progress stages as they came
+    callbacks = unlearning.Callbacks(on_event=lambda kind, message, data: (events.append((kind, message, data)),
+                                                                         order.append(kind)),
+                                     on_progress=lambda stage, step, total: order.append(stage))
     quick = unlearning.erase(tiny_base, ["van gogh"], tmp_path / "quick", hyperparameters=TINY, cache_dir=latent_cache,
                              callbacks=callbacks)
     warnings = [message for kind, message, _ in events if kind == "warning"]
     assert len(warnings) == 1 and "does not seem to draw 'van gogh'" in warnings[0]
+    assert order.index("warning") < order.index("unlearning")  # checked before training, not after it
     written = json.loads((quick.out / "evaluation" / "metrics.json").read_text())["audit"]
     assert written["status"] == "not_applicable" and written["warning"] == warnings[0]
     assert written["concept_margin"] <= 2.5 * max(written["control_margin"], 0) or written["concept_drawn"] < 0.8

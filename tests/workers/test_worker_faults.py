@@ -63,7 +63,7 @@ def test_a_worker_killed_mid_job_resumes_on_a_new_worker_and_one_version_is_publ
 
 
 # No periodic save: a state the next attempt resumes from can only be the one saved on SIGTERM.
-SAVED_ONLY_ON_STOP = {"steps": 300, "num_prompts": 2, "batch_size": 1, "generation_steps": 1, "save_every": 1000,
+SAVED_ONLY_ON_STOP = {"steps": 80, "num_prompts": 2, "batch_size": 1, "generation_steps": 1, "save_every": 1000,
                       "eval_prompts": 1}
 
 
@@ -86,7 +86,7 @@ def test_a_worker_stopped_with_sigterm_hands_its_job_to_another_at_once(tmp_path
     assert stored_state(deployment, job_id, tmp_path)
     handover = next(e for e in deployment.events(job_id) if "shut down at step" in e.message)
     stopped_step = handover.data["step"]
-    assert 5 <= stopped_step < 300
+    assert 5 <= stopped_step < SAVED_ONLY_ON_STOP["steps"]
 
     workers.append(deployment.start_worker("second.log", data_dir=tmp_path / "second"))
     job = wait_for_status(deployment, job_id, jobs.TERMINAL, timeout_s=180)

@@ -9,7 +9,7 @@ exactly: the version that is written is the one that was trained.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +62,23 @@ def run_audit(pipe, noise: TrainingNoise, job, original: dict, references: torch
         return {"mode": "off"}
     auditor = Auditor(pipe, noise, job, SETTINGS[job.audit], lambda: original_in_place(pipe.unet, original))
     return auditor.run(references, callbacks)
+
+
+def check_before_training(pipe, noise: TrainingNoise, job, callbacks: Callbacks) -> dict | None:
+    """Does the base draw the concept? Asked before training (the UNet is still the original), so
+    that a concept it does not draw is a warning among the job's first events, not after its run.
+    Returns the audit's report, `not_applicable`, when it does not (the audit stage then only
+    returns it); None when it does or the audit is off."""
+    if job.audit == "off":
+        return None
+    started = time.perf_counter()
+    auditor = Auditor(pipe, noise, job, SETTINGS[job.audit], nullcontext)
+    check = auditor.references_check()
+    if check["drawn"]:
+        return None
+    message, data = not_drawn(job.concepts, check, auditor.forget)
+    callbacks.on_event("warning", message, {k: v for k, v in data.items() if k != "about"})
+    return {"mode": job.audit, **data, "seconds": time.perf_counter() - started}
 
 
 @dataclass
@@ -134,6 +151,13 @@ class Auditor:
         control = self.judge_attack(self.draw([], self.soft_prompt(targets)[0])) if self.settings.attack_control else None
         return OriginalSide(drawn[:count], verdicts, check, floor, targets, threshold,
                             control.with_floor(floor) if control is not None else None)
+
+    def references_check(self) -> dict:
+        """The drawing check of `original_side` on its own: the references and their controls,
+        drawn with the UNet as it is."""
+        drawn = self.draw(self.probes[:self.first] + self.controls)
+        verdicts = self.judge_probes(drawn[:self.first], self.probes[:self.first])
+        return drawing_check(verdicts, self.judge_probes(drawn[self.first:], self.controls), self.control_word)
 
     def report(self, original: OriginalSide, after: torch.Tensor, judged_after: Verdicts, judged_attack: Verdicts,
                losses: list[float]) -> dict:
