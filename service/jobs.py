@@ -56,6 +56,7 @@ class JobSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     webhook: dict[str, Any] | None = None  # {"url": ..., "events": [...]}, checked by service.webhooks
     audit: str | None = None  # quick, full or off; None: the library's default
+    estimated_seconds: float | None = None  # service/estimates.py; None: nothing to go by
 
 
 _last_micros = 0
@@ -80,7 +81,7 @@ def create_job(session: Session, tenant: str, spec: JobSpec, idempotency_key: st
         base_model=spec.base_model, base_version=spec.base_version, concepts=spec.concepts,
         method=spec.method, preserve=spec.preserve, prompts=spec.prompts,
         hyperparameters=spec.hyperparameters, seed=spec.seed, meta=spec.metadata, webhook=spec.webhook,
-        audit=spec.audit,
+        audit=spec.audit, estimated_seconds=spec.estimated_seconds,
     )  # fmt: skip
     session.add(job)
     session.flush()
@@ -214,14 +215,19 @@ def add_event(
     session.commit()
 
 
-def set_progress(session: Session, job_id: str, stage: str, step: int, total: int) -> None:
-    """Record the stage and step on the job row, and a `progress` event; commit."""
+def set_progress(session: Session, job_id: str, stage: str, step: int, total: int,
+                 eta_seconds: float | None = None) -> None:
+    """Record the stage and step on the job row, and a `progress` event (with the seconds the job
+    has left, `eta_seconds`, when known); commit."""
     session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(ACTIVE))
         .values(progress_stage=stage, progress_step=step, progress_total=total)
     )
-    _event(session, job_id, "progress", f"{stage} {step}/{total}", {"stage": stage, "step": step, "total_steps": total})
+    data = {"stage": stage, "step": step, "total_steps": total}
+    if eta_seconds is not None:
+        data["eta_seconds"] = round(eta_seconds, 1)
+    _event(session, job_id, "progress", f"{stage} {step}/{total}", data)
     session.commit()
 
 

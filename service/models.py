@@ -206,3 +206,21 @@ class WebhookAttempt(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Throughput(Base):
+    """What one succeeded job measured: each stage's seconds and units of work (service/estimates.py),
+    on its worker kind (the device: `cpu`, or the GPU's name) and its base version."""
+
+    __tablename__ = "throughput"
+    __table_args__ = (Index("ix_throughput_base", "base_model", "base_version", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    job_id: Mapped[str] = mapped_column(String(40))
+    worker_kind: Mapped[str] = mapped_column(String(128))
+    base_model: Mapped[str] = mapped_column(String(64))
+    base_version: Mapped[int] = mapped_column(Integer)
+    unet_parameters: Mapped[int | None] = mapped_column(BigInteger)  # None: its size was not known
+    seconds: Mapped[dict[str, Any]] = mapped_column(JSON)  # {stage: wall seconds}
+    units: Mapped[dict[str, Any]] = mapped_column(JSON)  # {stage: units of work}

@@ -47,12 +47,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import jobs, registry
+from service import estimates, jobs, registry
 from service.db import make_engine, session_factory
 from service.models import Job
 from service.storage import Storage, open_storage
 from unlearning.audit import DEFAULT_AUDIT
-from workers import shutdown
+from workers import shutdown, throughput
 from workers.db_retry import TRANSIENT, retry_db
 from workers.failures import permanent_failure
 from workers.heartbeat import Heartbeat
@@ -163,6 +163,7 @@ class JobRun:
         if base is None:
             return Outcome(jobs.FAILED, error={"code": "invalid_base_model",
                                                "message": f"{job.base_model} v{job.base_version} does not exist"})
+        reporter.clock.plan = self._estimate(job, base)
         reporter.on_progress("preparing", 0, 1)
         folder = materialise(self.storage, base, self.settings.cache_dir)
         if self._should_stop(beat):
@@ -192,7 +193,28 @@ class JobRun:
             beat.beat()  # the status as the database has it now
             return self._stopped(beat)
         reporter.on_progress("publishing", 1, 1)
+        self._record_throughput(job, base, reporter)
         return Outcome(jobs.SUCCEEDED, result={"model": job.base_model, "version": version.version})
+
+    def _estimate(self, job: Job, base) -> dict[str, float] | None:
+        """Seconds per stage by the throughput recorded so far (for the progress events' ETA)."""
+        parameters = estimates.unet_parameters(base.files)
+        try:
+            return self.call(estimates.estimate, job.base_model, job.base_version, parameters, throughput.job_work(job))
+        except Exception as error:  # an ETA is not worth failing or delaying a job for
+            log.warning("job %s: no estimate (%s: %s)", job.id, type(error).__name__, error)
+            return None
+
+    def _record_throughput(self, job: Job, base, reporter: Reporter) -> None:
+        """Keep what this job measured for later estimates; only a first attempt ran every stage whole."""
+        reporter.clock.stop()
+        if job.attempt != 1:
+            return
+        try:
+            self.call(throughput.record, job, base, reporter.clock.seconds, reporter.latents_drawn,
+                      throughput.worker_kind())
+        except Exception as error:
+            log.warning("job %s: its throughput was not recorded (%s: %s)", job.id, type(error).__name__, error)
 
     def _library_event(self, type: str, message: str, data: dict) -> None:
         stored_type, level = stored_event(type)

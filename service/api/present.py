@@ -45,8 +45,15 @@ def job_public(job: Job) -> JobPublic:
         base_model={"name": job.base_model, "version": job.base_version}, concepts=job.concepts, method=job.method,
         preserve=job.preserve, prompts=job.prompts, hyperparameters=job.hyperparameters, seed=job.seed,
         progress=progress, error=_error_public(job.error), result=job.result, metadata=job.meta,
-        webhook=job.webhook, audit=job.audit,
+        webhook=job.webhook, audit=job.audit, estimated_seconds=job.estimated_seconds,
+        estimated_finish_at=_estimated_finish(job),
     )  # fmt: skip
+
+
+def _estimated_finish(job: Job) -> int | None:
+    if job.estimated_seconds is None or job.started_at is None or job.status not in ("running", "cancelling"):
+        return None
+    return int(job.started_at + job.estimated_seconds)
 
 
 def version_public(version: ModelVersion) -> VersionPublic:

@@ -228,6 +228,14 @@ class JobPublic(BaseModel):
     metadata: dict[str, str]
     webhook: Webhook | None = Field(None, description="The job's webhook subscription; null: none.")
     audit: AuditMode | None = Field(None, description=f"The audit asked for; null: the default ({DEFAULT_AUDIT}).")
+    estimated_seconds: float | None = Field(
+        None, description="How long the job should run once started, estimated at submission from the throughput "
+                          "the newest succeeded jobs measured on this base (or on other bases, scaled by UNet size) "
+                          "and this job's settings. Null when there was nothing to go by: no job of its kind "
+                          "(with its audit level) had succeeded on this server yet.")
+    estimated_finish_at: int | None = Field(
+        None, description="started_at + estimated_seconds, once the job is running; null otherwise. The progress "
+                          "events' `eta_seconds` follow the job's actual pace.")
 
 
 class EventPublic(BaseModel):

@@ -12,7 +12,7 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from service import idempotency, jobs, limits, registry, webhooks
+from service import estimates, idempotency, jobs, limits, registry, webhooks
 from service.api.schemas import JobCreate
 from service.auth import Caller
 from service.jobs import JobSpec
@@ -59,10 +59,13 @@ def job_spec(session: Session, tenant: str, body: JobCreate) -> JobSpec:
         validate(body.method, hyperparameters)
     except InvalidInput as error:
         raise field_problem(error.field, error.message) from None
+    work = estimates.Work(body.method, hyperparameters, body.audit, len(body.concepts))
+    stages = estimates.estimate(session, ref.name, base.version, estimates.unet_parameters(base.files), work)
     return JobSpec(
         base_model=ref.name, base_version=base.version, concepts=body.concepts, method=body.method,
         preserve=body.preserve, prompts=body.prompts.model_dump() if body.prompts else None,
         hyperparameters=hyperparameters, seed=body.seed, metadata=body.metadata, audit=body.audit,
+        estimated_seconds=estimates.total(stages),
     )  # fmt: skip
 
 

@@ -31,7 +31,7 @@ def test_migrate_twice_is_a_no_op(database_url):
     migrate(database_url)
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0005"
+        assert MigrationContext.configure(connection).get_current_revision() == "0006"
     engine.dispose()
 
 
@@ -122,13 +122,7 @@ LORA = {"diffusers": "lora/pytorch_lora_weights.safetensors", "kohya": "lora/era
 
 def test_0004_gives_old_jobs_no_webhook_and_downgrades_cleanly(empty_url):
     upgrade(empty_url, "0003")
-    engine = create_engine(empty_url)
-    with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO jobs (id, tenant, status, attempt, created_at, base_model, base_version, concepts, method, "
-            "preserve, hyperparameters, seed, metadata) VALUES ('job_old', 't', 'queued', 0, 0, 'sd15', 1, '[]', "
-            "'rg', '[]', '{}', 0, '{}')"))
-    engine.dispose()
+    insert_old_job(empty_url)
     migrate(empty_url)
     engine = make_engine(empty_url)
     with session_factory(engine)() as session:
@@ -147,13 +141,7 @@ def test_0004_gives_old_jobs_no_webhook_and_downgrades_cleanly(empty_url):
 
 def test_0005_gives_old_jobs_the_default_audit_and_no_estimate_and_downgrades_cleanly(empty_url):
     upgrade(empty_url, "0004")
-    engine = create_engine(empty_url)
-    with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO jobs (id, tenant, status, attempt, created_at, base_model, base_version, concepts, method, "
-            "preserve, hyperparameters, seed, metadata) VALUES ('job_old', 't', 'queued', 0, 0, 'sd15', 1, '[]', "
-            "'rg', '[]', '{}', 0, '{}')"))
-    engine.dispose()
+    insert_old_job(empty_url)
     migrate(empty_url)
     engine = make_engine(empty_url)
     with session_factory(engine)() as session:
@@ -166,3 +154,29 @@ def test_0005_gives_old_jobs_the_default_audit_and_no_estimate_and_downgrades_cl
         assert not {"audit", "estimated_seconds"} & {c["name"] for c in inspect(connection).get_columns("jobs")}
     engine.dispose()
     migrate(empty_url)
+
+
+def test_0006_adds_an_empty_throughput_table_and_downgrades_cleanly(empty_url):
+    upgrade(empty_url, "0005")
+    migrate(empty_url)
+    engine = create_engine(empty_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM throughput")).scalar() == 0
+    engine.dispose()
+    command.downgrade(alembic_config(empty_url), "0005")
+    engine = create_engine(empty_url)
+    with engine.connect() as connection:
+        assert "throughput" not in inspect(connection).get_table_names()
+    engine.dispose()
+    migrate(empty_url)
+
+
+def insert_old_job(url: str) -> None:
+    """A queued job as a schema before the one under test stores it."""
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO jobs (id, tenant, status, attempt, created_at, base_model, base_version, concepts, method, "
+            "preserve, hyperparameters, seed, metadata) VALUES ('job_old', 't', 'queued', 0, 0, 'sd15', 1, '[]', "
+            "'rg', '[]', '{}', 0, '{}')"))
+    engine.dispose()

@@ -1,0 +1,58 @@
+"""The wall time of each stage of a running job, from its progress calls, and the time it has left.
+
+A stage's time runs from its first progress call to the first call of another stage (evaluating
+comes twice: its two spells add up). The time left is the current stage's (from its own rate so
+far: elapsed x steps left / steps done; before its first step, the plan's share less the time
+spent) plus the plan's seconds for the stages still to come (service/estimates.ORDER).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from service.estimates import ORDER
+
+
+class StageClock:
+    def __init__(self, plan: dict[str, float] | None, now: Callable[[], float] = time.monotonic):
+        self.plan = plan  # seconds per stage (service.estimates.estimate); None: no estimate
+        self.now = now
+        self.seconds: dict[str, float] = {}
+        self.stage: str | None = None
+        self.entered = 0.0
+        self.position = -1  # where in ORDER the job is
+        self.step, self.total = 0, 0
+
+    def progress(self, stage: str, step: int, total: int) -> None:
+        if stage != self.stage:
+            self.stop()
+            self.stage, self.entered = stage, self.now()
+            later = [i for i, name in enumerate(ORDER) if name == stage and i > self.position]
+            self.position = later[0] if later else self.position
+        self.step, self.total = step, total
+
+    def stop(self) -> None:
+        """End the current stage's spell (the job is over, or another stage begins)."""
+        if self.stage is not None:
+            self.seconds[self.stage] = self.seconds.get(self.stage, 0.0) + self.now() - self.entered
+        self.stage = None
+
+    def eta(self) -> float | None:
+        """Seconds left; None without a plan or a stage."""
+        if self.plan is None or self.stage is None:
+            return None
+        spent = self.now() - self.entered
+        if 0 < self.step < self.total:
+            left = spent * (self.total - self.step) / self.step
+        elif self.total and self.step >= self.total:
+            left = 0.0
+        else:
+            left = max(0.0, self._planned(self.position) - spent)
+        return left + sum(self._planned(i) for i in range(self.position + 1, len(ORDER)))
+
+    def _planned(self, position: int) -> float:
+        if position < 0:
+            return 0.0
+        stage = ORDER[position]
+        return self.plan.get(stage, 0.0) / ORDER.count(stage)

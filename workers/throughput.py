@@ -1,0 +1,50 @@
+"""What a succeeded job measured, kept as one `Throughput` row for the estimates of later jobs
+(service/estimates.py): each stage's seconds (workers/stage_clock.py) and units of work."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy.orm import Session
+
+from service import estimates
+from service.models import Job, ModelVersion, Throughput
+
+
+def worker_kind() -> str:
+    """`cpu`, or the name of the GPU the library runs on (its default device)."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def job_work(job: Job) -> estimates.Work:
+    return estimates.Work(job.method, job.hyperparameters, job.audit, len(job.concepts))
+
+
+def measured_units(work: estimates.Work, latents_drawn: int | None) -> dict[str, float]:
+    """The job's units of work, its preparing counted by the latents it did draw (the rest came
+    from the cache) when the library said how many (None: all of them)."""
+    units = estimates.units(work)
+    if latents_drawn is not None:
+        units["preparing"] = latents_drawn * work.config().generation_steps
+    return units
+
+
+def record(session: Session, job: Job, base: ModelVersion, seconds: dict[str, float],
+           latents_drawn: int | None, kind: str) -> Throughput:
+    """Store what the job measured; stages without work (every latent cached) are left out."""
+    units = measured_units(job_work(job), latents_drawn)
+    stage_seconds = {}
+    for stage, amount in units.items():
+        spent = seconds.get(stage.split(":")[0])
+        if amount and spent is not None:
+            stage_seconds[stage] = spent
+    row = Throughput(
+        created_at=time.time(), job_id=job.id, worker_kind=kind, base_model=job.base_model,
+        base_version=job.base_version, unet_parameters=estimates.unet_parameters(base.files),
+        seconds=stage_seconds, units={stage: units[stage] for stage in stage_seconds},
+    )  # fmt: skip
+    session.add(row)
+    session.commit()
+    return row
