@@ -4,7 +4,9 @@ Stages (each reported through the callbacks): preparing (prompt sets, the origin
 latents, their conditioning), unlearning (the steps), evaluating (held-out losses and sample
 grids, before and after), auditing (leaks, a soft-prompt attack, neighbours and collapse,
 judged by the original model: `unlearning.audit`), writing (the result folder, published by
-one rename).
+one rename). Each counts its own steps (preparing: three set-up steps, then the latents, a share
+after each sampler step; evaluating: four per measure); and whatever runs the UNet repeats the
+last progress once it is a second old (`callbacks.Heartbeat`), so that no stage goes quiet.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from . import lora, methods
 from .audit import DEFAULT_AUDIT
 from .audit.run import check_before_training, run_audit
-from .callbacks import Callbacks
+from .callbacks import Callbacks, Heartbeat, Steps
 from .errors import Stopped
 from .evaluate import Evaluation
 from .fingerprint import model_fingerprint
@@ -60,28 +62,35 @@ def erase(
     concepts `base` has already erased (its lineage), kept out of every retain prompt.
     """
     job = prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters, seed, allow_pickle, audit)
-    callbacks = callbacks or Callbacks()
+    heartbeat = Heartbeat(callbacks or Callbacks())  # no stage silent for long: see Heartbeat
+    callbacks = heartbeat.callbacks
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
-    callbacks.on_progress("preparing", 0, 1)
+    setup = Steps(callbacks, "preparing", 3)  # then the latents, counted by themselves
+    setup.start()
     pipe = load_pipeline(job.base, device, allow_pickle)
+    heartbeat.attach(pipe.unet)
     noise = TrainingNoise(pipe.scheduler.config)  # refuses a prediction type it cannot train, before any work
     config = job.config
     lora.check(pipe.unet, config)  # LoRA targets this UNet lacks, also before any work
+    setup.advance()
     not_drawn = check_before_training(pipe, noise, job, callbacks)  # warned at once; the audit then stops
+    setup.advance()
     sets = build_prompt_sets(job.concepts, config.num_prompts, job.seed, job.preserve, job.prompts,
                              model_vocabulary(job.model_settings), num_test=config.eval_prompts, erased=erased)
     examples = {"examples": list(zip(sets.forget[:3], sets.retain[:3]))}
     callbacks.on_event("message", f"{len(sets.forget)} forget and {len(sets.retain)} retain prompts", examples)
     fingerprint = model_fingerprint(job.base, Path(cache_dir) / "fingerprints.json" if cache_dir is not None else None)
+    setup.advance()
     data, test = make_training_data(pipe, sets, job, fingerprint, cache_dir, callbacks)
     seconds["preparing"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     evaluation = Evaluation(pipe, noise, test, job.seed, config.generation_steps, config.guidance_scale)
-    callbacks.on_progress("evaluating", 0, 2)
-    evaluation.measure("before")
+    evaluating = Steps(callbacks, "evaluating", 2 * Evaluation.STEPS)
+    evaluating.start()
+    evaluation.measure("before", evaluating.advance)
     # Only these tensors can change: the parent's values of those are what the delta needs.
     original = parent_weights(pipe.unet, config)
     seconds["evaluating"] = time.perf_counter() - clock
@@ -94,8 +103,8 @@ def erase(
     seconds["unlearning"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    callbacks.on_progress("evaluating", 1, 2)
-    evaluation.measure("after")
+    evaluating.report()
+    evaluation.measure("after", evaluating.advance)
     seconds["evaluating"] += time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -139,8 +148,13 @@ def make_training_data(pipe, sets: PromptSets, job: Job, fingerprint: str, cache
     # One stream over every group, so the sampler's batches are full; split afterwards.
     prompts = [group[i] for name, group in groups.items() for i in drawn_rows[name]]
     seeds = [s for name, group in groups.items() for s in pick(sample_seeds(job.seed, group), drawn_rows[name])]
+    drawing: list[int] = []
 
     def progress(done: int, total: int) -> None:
+        if not drawing:  # the first call: `done` came from the cache (how much a job drew: workers/throughput.py)
+            drawing.append(total - done)
+            callbacks.on_event("message", f"{done} of {total} latents from the cache, {total - done} to draw",
+                               {"latents_cached": done, "latents_drawn": total - done})
         callbacks.on_progress("preparing", done, total)
         if done < total and callbacks.should_stop():  # generation is long: a cancel may come now
             raise Stopped(0)

@@ -8,6 +8,7 @@ use the training noise (`unlearning.noise`); the pipeline's sampler draws the gr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -47,6 +48,8 @@ def sample_grid(pipe, prompts: list[str], seed: int, steps: int, guidance_scale:
 class Evaluation:
     """Collects the 'before' and 'after' figures and writes them to a folder."""
 
+    STEPS = 4  # per measure: each part's loss, then its grid
+
     def __init__(self, pipe, noise: TrainingNoise, test_data: dict, seed: int, steps: int, guidance_scale: float,
                  num_samples: int = 4):
         self.pipe, self.noise, self.test, self.seed = pipe, noise, test_data, seed
@@ -54,14 +57,17 @@ class Evaluation:
         self.metrics: dict[str, float] = {}
         self.grids: dict[str, Image.Image] = {}
 
-    def measure(self, when: str) -> None:
+    def measure(self, when: str, on_step: Callable[[], None] = lambda: None) -> None:
+        """The figures `when` ("before", "after"); `on_step` after each of the STEPS."""
         pipe = self.pipe
         for part in ("forget", "retain"):
             latents, conditioning, prompts = self.test[part]
             self.metrics[f"{part}_loss_{when}"] = held_out_loss(pipe.unet, self.noise, latents, conditioning, self.seed, pipe.device)
+            on_step()
             grid = sample_grid(pipe, prompts[: self.num_samples], self.seed, self.steps, self.guidance_scale)
             if grid is not None:
                 self.grids[f"{part}_{when}.png"] = grid
+            on_step()
 
     def write(self, folder: Path, extra: dict) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

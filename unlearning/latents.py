@@ -123,7 +123,8 @@ def generate_latents(
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> torch.Tensor:
     """(N, C, h, w) float32 latents on the CPU, one per prompt, each fixed batch of the
-    stream whole from the cache or whole from the sampler."""
+    stream whole from the cache or whole from the sampler. `on_progress(done, N)`: first with
+    the latents the cache held, then after each sampler step (a batch's share of it) and each batch once cached."""
     batches = [[(prompts[i], seeds[i]) for i in chunk] for chunk in chunks(len(prompts), batch_size)]
     computer = computed_by(pipe.device)
     keys = [batch_key(fingerprint, batch, settings, computer) for batch in batches]
@@ -132,7 +133,11 @@ def generate_latents(
     on_progress(done, len(prompts))
     for n, (key, batch) in enumerate(zip(keys, batches)):
         if found[n] is None:
-            found[n] = _sample(pipe, [p for p, _ in batch], [s for _, s in batch], settings)
+            def step(i: int, steps: int, start: int = done, size: int = len(batch)) -> None:
+                if i < steps:  # the sampler's steps but its last: the batch is reported once it is cached
+                    on_progress(start + size * i // steps, len(prompts))
+
+            found[n] = _sample(pipe, [p for p, _ in batch], [s for _, s in batch], settings, step)
             cache.put(key, found[n])
             done += len(batch)
             on_progress(done, len(prompts))
@@ -140,8 +145,14 @@ def generate_latents(
 
 
 @torch.no_grad()
-def _sample(pipe, prompts: list[str], seeds: list[int], settings: dict) -> torch.Tensor:
+def _sample(pipe, prompts: list[str], seeds: list[int], settings: dict,
+            on_step: Callable[[int, int], None] = lambda done, steps: None) -> torch.Tensor:
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+
+    def step_ended(pipe, index, timestep, tensors):
+        on_step(index + 1, settings["steps"])
+        return tensors
+
     with autocast(pipe.device):
         out = pipe(
             prompt=prompts,
@@ -151,6 +162,7 @@ def _sample(pipe, prompts: list[str], seeds: list[int], settings: dict) -> torch
             height=settings["height"],
             width=settings["width"],
             output_type="latent",
+            callback_on_step_end=step_ended,
         )
     return out.images.float().cpu()
 
