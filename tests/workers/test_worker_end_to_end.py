@@ -71,6 +71,16 @@ def test_post_a_job_download_the_version_and_generate_with_stock_diffusers(gatew
     assert job["result"] == {"model": "tiny", "version": 2}
     version = client.get("/v1/models/tiny/versions/2").raise_for_status().json()
     assert (version["parent"], version["job_id"], version["concepts_erased"]) == (1, job["id"], ["cat"])
+    # A random tiny model draws no cat: the audit (the default, quick) warns before training and
+    # says so in the version's evaluation, and the job succeeds all the same.
+    audit = version["evaluation"]["audit"]
+    assert (job["audit"], audit["mode"], audit["status"]) == (None, "quick", "not_applicable")
+    events = client.get(f"/v1/jobs/{job['id']}/events").raise_for_status().json()["data"]
+    warnings = [(i, e["message"]) for i, e in enumerate(events) if e["level"] == "warning"]
+    assert [message for _, message in warnings] == [audit["warning"]]
+    assert "does not seem to draw 'cat'" in audit["warning"]
+    first_step = next(i for i, e in enumerate(events) if e["type"] == "progress" and e["data"]["stage"] == "unlearning")
+    assert warnings[0][0] < first_step
 
     # The whole version as one archive: every file matches the manifest, stock diffusers loads it.
     folder = tmp_path / "downloaded"

@@ -31,7 +31,7 @@ def test_a_job_runs_to_a_new_version_and_a_duplicate_message_is_dropped(distribu
     # (The embedded mode runs a whole job in test_worker_end_to_end.py.)
     deployment = distributed
     workers.append(worker := deployment.start_worker())
-    job_id = deployment.submit(["cat"])
+    job_id = deployment.submit(["cat"], audit="off")
 
     job = wait_for_status(deployment, job_id, jobs.TERMINAL)
 
@@ -39,6 +39,7 @@ def test_a_job_runs_to_a_new_version_and_a_duplicate_message_is_dropped(distribu
     assert job.attempt == 1 and job.started_at and job.finished_at
     newest = deployment.versions()[0]
     assert (newest.version, newest.parent, newest.job_id, newest.concepts_erased) == (2, 1, job_id, ["cat"])
+    assert newest.evaluation["audit"] == {"mode": "off"}  # the job's audit level reached the library
     stages = {event.data["stage"] for event in deployment.events(job_id) if event.type == "progress"}
     assert {"preparing", "unlearning", "evaluating", "publishing"} <= stages
     # The job ends in the commit that publishes its version; the folder goes just after.
