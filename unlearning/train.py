@@ -229,6 +229,7 @@ class Unlearner:
             "params": {n: p.detach().to("cpu", copy=True) for n, p in self.named},  # one host copy
             "optimizer": self.optimizer.state_dict(),
             "history": self.history,
+            "method": self.method.state_dict(),  # the robust mode's adversarial rows
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -246,3 +247,4 @@ class Unlearner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step_index = state["step"]
         self.history = state["history"]
+        self.method.load_state_dict(state.get("method", {}))

@@ -21,10 +21,11 @@ from ..noise import TrainingNoise
 from ..train import denoising_loss, seeded_generator
 
 
-def soft_prompt(pipe, noise: TrainingNoise, neutral: Conditioning, targets: torch.Tensor, *, steps: int,
+def soft_prompt(unet, noise: TrainingNoise, neutral: Conditioning, targets: torch.Tensor, *, steps: int,
                 tokens: int, learning_rate: float, batch_size: int, seed: int) -> tuple[Conditioning, list[float]]:
-    """The learned conditioning (one row) and the loss of each step, on the pipeline's UNet as it is."""
-    device = pipe.device
+    """The learned conditioning (one row) and the loss of each step, on the UNet as it is (the audit's
+    frozen version, or the robust mode's current weights: `unlearning.methods.adversarial`)."""
+    device = unet.device
     states = neutral.encoder_hidden_states.to(device)  # (1, L, D)
     tokens = min(tokens, states.shape[1] - 1)
     learned = states[:, 1:1 + tokens].clone().requires_grad_(True)  # (1, tokens, D)
@@ -34,7 +35,7 @@ def soft_prompt(pipe, noise: TrainingNoise, neutral: Conditioning, targets: torc
         generator = seeded_generator(seed, "attack", step)
         rows = torch.randperm(len(targets), generator=generator)[:batch_size]
         conditioning = _with(neutral, states, learned, tokens).expand(len(rows))
-        loss = denoising_loss(pipe.unet, noise, targets[rows], conditioning, generator, device)
+        loss = denoising_loss(unet, noise, targets[rows], conditioning, generator, device)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

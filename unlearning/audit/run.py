@@ -220,7 +220,7 @@ class Auditor:
         """A soft prompt learned on the UNet as it is now, from the attack sentence without the concept."""
         s = self.settings
         neutral = encode_prompts(self.pipe, [self.attack_probe.candidates[1]])
-        return soft_prompt(self.pipe, self.noise, neutral, targets, steps=s.attack_steps, tokens=s.attack_tokens,
+        return soft_prompt(self.pipe.unet, self.noise, neutral, targets, steps=s.attack_steps, tokens=s.attack_tokens,
                            learning_rate=s.attack_learning_rate, batch_size=s.attack_batch, seed=self.job.seed)
 
 

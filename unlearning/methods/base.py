@@ -114,6 +114,13 @@ class Method:
     def release(self) -> None:
         """Drop the tensors the method holds of its own (called when the run ends)."""
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs of the method's own (tensors on the CPU), beyond the weights."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back what `state_dict` gave."""
+
 
 def _check_type(name: str, value: Any, annotation: str) -> None:
     """Configs come from JSON: accept ints for floats, nothing else loosely."""

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import MethodConfig, setting
-from .gradient import ForgetGradient
+from .base import setting
+from .gradient import ForgetGradient, GradientConfig
 from .rg import _check_positive
 from .registry import register
 
 
 @register
 @dataclass(frozen=True)
-class GAConfig(MethodConfig):
+class GAConfig(GradientConfig):
     method = "ga"
     implementation = ForgetGradient
 

@@ -3,6 +3,8 @@
 Forget pass: g_f = -grad L_f, or zero once L_f exceeds the ceiling (the hinge). Retain pass:
 g_r = grad L_r. Each method gives the combination d = a g_f + b g_r from the three dot
 products |g_f|^2, |g_r|^2 and g_f . g_r. Gradient ascent stops after the forget pass.
+In the robust mode (`adversarial_steps`, `adversarial.py`) the forget pass also takes the batch's
+latents under a learned adversarial conditioning; each half is hinged on its own loss.
 
 No torch at import (the gateway imports the method modules): the code here works through
 tensor methods and imports torch only inside `gram`.
@@ -10,9 +12,11 @@ tensor methods and imports torch only inside `gram`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import Method
+from .adversarial import Adversary
+from .base import Method, MethodConfig, setting
 
 GRAM_CHUNK = 1 << 22  # elements per fp64 block: 2 rows of it are 64 MiB, whatever N is
 
@@ -38,23 +42,51 @@ def gram(vectors) -> list[list[float]]:
     return total.tolist()
 
 
+@dataclass(frozen=True)
+class GradientConfig(MethodConfig):
+    """The settings rg, graddiff and ga share beyond the common ones: the robust mode."""
+
+    adversarial_steps: int | None = setting(
+        "robust mode: Adam steps of each search for a soft prompt that calls the concept back, whose "
+        "conditioning the forget batch then also trains against (0 or null: off)", 0
+    )
+    adversarial_every: int = setting("robust mode: training steps between two searches", 10)
+
+    BOUNDS = {**MethodConfig.BOUNDS, "adversarial_steps": (0, 10_000), "adversarial_every": (1, 100_000)}
+
+
 class ForgetGradient(Method):
     """Gradient ascent on the forget batch with the hinge: the whole of `ga`, the first half of the others."""
 
-    def forget_pass(self, batch, generator) -> tuple[float, bool]:
-        """Leave g_f (or nothing, under the hinge) in the buffer; return (L_f, hinged)."""
+    def __init__(self, config, trainer):
+        super().__init__(config, trainer)
+        self.adversary = Adversary(config, trainer) if config.adversarial_steps else None
+
+    def forget_pass(self, batch, generator) -> dict:
+        """Leave g_f (or nothing, under the hinge) in the buffer; return the losses and whether it is hinged.
+        In the robust mode g_f = -grad of the mean of the unhinged halves' losses."""
         data = self.trainer.data
-        loss = self.trainer.denoising_loss(data.forget_latents[batch], data.forget_conditioning[batch], generator)
-        value = loss.item()
+        record: dict = {}
+        losses = {"forget_loss": self.trainer.denoising_loss(data.forget_latents[batch], data.forget_conditioning[batch], generator)}
+        if self.adversary is not None:
+            losses["adversarial_loss"] = self.adversary.loss(batch, record)
+        record.update({name: loss.item() for name, loss in losses.items()})
         ceiling = self.config.forget_loss_ceiling
-        hinged = ceiling is not None and value > ceiling
-        if not hinged:
-            (-loss).backward()  # buffer = g_f = -grad L_f
-        return value, hinged  # returning drops `loss`: a hinged step's graph is freed here, unused
+        kept = [loss for name, loss in losses.items() if ceiling is None or record[name] <= ceiling]
+        if kept:
+            (-sum(kept) / len(kept)).backward()  # buffer = g_f = -grad L_f
+        record["hinge"] = not kept
+        return record  # returning drops the losses: a hinged half's graph is freed here, unused
 
     def direction(self, batch, generator) -> dict:
-        forget_loss, hinged = self.forget_pass(batch, generator)
-        return {"forget_loss": forget_loss, "hinge": hinged}
+        return self.forget_pass(batch, generator)
+
+    def state_dict(self) -> dict:
+        return self.adversary.state_dict() if self.adversary is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state)
 
 
 class CombinedGradient(ForgetGradient):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import InvalidInput, MethodConfig, setting
-from .gradient import CombinedGradient, gram
+from .base import InvalidInput, setting
+from .gradient import CombinedGradient, GradientConfig, gram
 from .registry import register
 
 
@@ -22,7 +22,7 @@ class RestrictedGradient(CombinedGradient):
 
 @register
 @dataclass(frozen=True)
-class RGConfig(MethodConfig):
+class RGConfig(GradientConfig):
     method = "rg"
     implementation = RestrictedGradient
 

@@ -1,0 +1,87 @@
+"""The robust mode of the gradient methods (rg, graddiff, ga), after AdvUnlearn (Zhang et al.,
+NeurIPS 2024), on our loop: every `adversarial_every` steps, on the current weights, learn a
+soft prompt that calls the concept back (the audit's attack, `unlearning.audit.attack`), then
+train against it until the next search. Each step's forget batch is doubled: the batch's
+latents under their own prompts, and the same latents under the learned conditioning (the
+adversarial rows, replaced at each search), each half hinged on its own loss.
+
+The search starts from the unconditional prompt, as the audit's attack starts from a sentence
+without the concept, and its targets are the forget set's own latents (the original model's
+images of the concept). No torch at import (the gateway imports the method modules).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any
+
+SEARCH_TOKENS = 4  # learned vectors, as the quick audit's attack
+SEARCH_LEARNING_RATE = 0.2
+SEARCH_BATCH = 8  # target latents per search step
+
+
+class Adversary:
+    """The latest search's learned conditioning (one row) and the loss of the adversarial rows."""
+
+    def __init__(self, config: Any, trainer: Any):
+        self.config, self.trainer = config, trainer
+        self.found = None  # Conditioning (1 row, on the CPU) once the first search has run
+
+    def loss(self, batch, record: dict):
+        """The denoising loss of the batch's latents under the learned conditioning; a search first
+        on the steps that start a period (its final attack loss goes into `record`)."""
+        from ..train import seeded_generator
+
+        trainer = self.trainer
+        if trainer.step_index % self.config.adversarial_every == 0 or self.found is None:
+            self.found, losses = self.search()
+            record["search_loss"] = losses[-1]
+        generator = seeded_generator(trainer.seed, "adversarial", trainer.step_index)  # the step's own draws stay as they are
+        return trainer.denoising_loss(trainer.data.forget_latents[batch], self.found.expand(len(batch)), generator)
+
+    def search(self):
+        """A soft prompt learned on the current weights (frozen for it) against the forget latents."""
+        from ..audit.attack import soft_prompt
+        from ..train import seeded_generator
+
+        trainer = self.trainer
+        seed = seeded_generator(trainer.seed, "adversarial search", trainer.step_index).initial_seed()
+        with frozen(trainer):
+            learned, losses = soft_prompt(trainer.unet, trainer.noise, trainer.data.unconditional,
+                                          drawn(trainer.data.forget_latents), steps=self.config.adversarial_steps,
+                                          tokens=SEARCH_TOKENS, learning_rate=SEARCH_LEARNING_RATE,
+                                          batch_size=SEARCH_BATCH, seed=seed)
+        return learned.to("cpu"), losses
+
+    def state_dict(self) -> dict:
+        if self.found is None:
+            return {}
+        return {"encoder_hidden_states": self.found.encoder_hidden_states, "added": dict(self.found.added)}
+
+    def load_state_dict(self, state: dict) -> None:
+        from ..families import Conditioning
+
+        if state:
+            self.found = Conditioning(state["encoder_hidden_states"], dict(state["added"]))
+
+
+def drawn(latents):
+    """The rows the run drew (`unlearning.api` leaves the rows no step reaches NaN)."""
+    return latents[~latents.flatten(1).isnan().any(dim=1)]
+
+
+@contextmanager
+def frozen(trainer: Any):
+    """The trainer's UNet in eval mode with no parameter taking gradients: a search learns its
+    prompt alone and leaves the gradient buffer (the parameters' .grad) untouched."""
+    unet, params = trainer.unet, [p for _, p in trainer.named]
+    training = unet.training
+    unet.eval()
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        unet.train(training)
