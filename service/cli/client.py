@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from .api import Api, ClientError
 from .download import Outcome, VersionDownload
-from .progress import ProgressBar, follow
+from .progress import ProgressBar, duration, follow
 from .text import shown
 
 COMMANDS = ("models", "versions", "erase", "follow", "jobs", "status", "cancel", "download")
@@ -60,9 +60,9 @@ def cmd_erase(api: Api, args) -> int:
     if not args.wait:
         if args.json:
             return _print_json(job)
-        print(shown(f"{job['id']} {job['status']}  (follow it: lethe follow {job['id']})"))
+        print(shown(f"{job['id']} {job['status']}, {_estimate_of(job)}  (follow it: lethe follow {job['id']})"))
         return 0
-    print(shown(f"{job['id']} {job['status']}"), file=sys.stderr)
+    print(shown(f"{job['id']} {job['status']}, {_estimate_of(job)}"), file=sys.stderr)
     return _follow_to_end(api, job["id"], args.json)
 
 
@@ -185,6 +185,7 @@ def _print_job(job: dict) -> None:
         ("concepts", ", ".join(job.get("concepts") or [])),
         ("method", job.get("method", "")),
         ("progress", _progress_of(job)),
+        ("estimate", _estimate_of(job)),
         ("created", _when(job.get("created_at"))),
         ("started", _when(job.get("started_at"))),
         ("finished", _when(job.get("finished_at"))),
@@ -229,6 +230,15 @@ def _progress_of(job: dict) -> str:
     if progress.get("total_steps"):
         return f"{progress['stage']} {progress.get('step', 0)}/{progress['total_steps']}"
     return progress["stage"]
+
+
+def _estimate_of(job: dict) -> str:
+    """`about 3 min 05 s (finish about 12:40:02)`, or why there is no estimate."""
+    seconds = job.get("estimated_seconds")
+    if not isinstance(seconds, (int, float)):
+        return "no estimate yet (no job like it has finished on this server)"
+    finish = job.get("estimated_finish_at")
+    return f"about {duration(seconds)}" + (f" (finish about {_when(finish)})" if finish else " once started")
 
 
 def _when(timestamp) -> str:

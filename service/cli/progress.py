@@ -73,6 +73,8 @@ class ProgressBar:
         self.live = out.isatty()
         self.bar: tqdm | None = None
         self.stage: str | None = None
+        self.eta = ""  # "ETA 1 min 05 s" from the newest progress event that had one
+        self.losses = ""
 
     def show(self, event: dict) -> None:
         data = event.get("data") or {}
@@ -81,9 +83,12 @@ class ProgressBar:
         total = data.get("total_steps") or data.get("total")
         if event.get("type") == "metrics" and losses_of(data):
             return self._show_losses(event.get("message") or "", losses_of(data))
+        if event.get("type") == "progress" and isinstance(data.get("eta_seconds"), (int, float)):
+            self.eta = f"ETA {duration(data['eta_seconds'])}"
         if not self.live:
             if event.get("type") == "progress" and stage:
-                self.say(f"{stage} {step}/{total}" if total else stage)
+                line = f"{stage} {step}/{total}" if total else stage
+                self.say(f"{line}  {self.eta}" if self.eta else line)
             elif event.get("message"):
                 self.say(f"[{event.get('level', 'info')}] {event['message']}")
             return
@@ -93,16 +98,21 @@ class ProgressBar:
             if total and self.bar.total != total:
                 self.bar.total = total
             self.bar.n = step
-            self.bar.refresh()
+            self._postfix()
         if event.get("type") != "progress" and event.get("message"):
             self.say(f"[{event.get('level', 'info')}] {event['message']}")
 
     def _show_losses(self, message: str, losses: str) -> None:
         """On the bar's postfix where there is a bar; else a line."""
         if self.live and self.bar is not None:
-            self.bar.set_postfix_str(shown(losses))
+            self.losses = losses
+            self._postfix()
         else:
             self.say(f"{message}  {losses}".strip())
+
+    def _postfix(self) -> None:
+        """The bar's postfix: the time left and the newest losses (it also redraws the bar)."""
+        self.bar.set_postfix_str(shown("  ".join(filter(None, [self.eta, self.losses]))))
 
     def say(self, text: str) -> None:
         text = shown(text)  # the server's words: no terminal escapes
@@ -118,10 +128,20 @@ class ProgressBar:
 
     def _start(self, stage: str, total) -> None:
         self.close()
-        self.stage = stage
+        self.stage, self.losses = stage, ""
         size = shutil.get_terminal_size()  # 80x24 where the terminal reports 0x0
         self.bar = tqdm(total=total or None, desc=f"{shown(stage):<11}", unit="step", file=self.out,
                         ncols=min(size.columns, 100), nrows=size.lines, mininterval=0.1, leave=True)
+
+
+def duration(seconds: float) -> str:
+    """`45 s`, `3 min 05 s`, `2 h 04 min`: a time left or an estimate, as a person reads it."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def losses_of(data: dict) -> str:
