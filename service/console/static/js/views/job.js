@@ -60,7 +60,7 @@ async function reload(view) {
 
 function show(view) {
   const job = view.job;
-  replace(view.progress, h("p", { class: "progress-line" }, statusBadge(job.status), " ", progressOf(job)));
+  replace(view.progress, h("p", { class: "progress-line" }, statusBadge(job.status), " ", progressOf(job), timeLeft(job)));
   replace(view.chart, lossChart(lossPoints(view.events)));
   replace(view.log, eventTable(view.events));
   if (view.shownStatus === job.status) return;
@@ -97,9 +97,31 @@ function facts(job) {
     ["Created", when(job.created_at)],
     ["Started", when(job.started_at)],
     ["Finished", when(job.finished_at)],
+    ["Estimate", estimate(job)],
     job.error ? ["Error", h("span", { class: "error" }, `${job.error.code}: ${job.error.message}`)] : null,
     job.result ? ["Result", versionLink(job.result.model, job.result.version)] : null,
   ]);
+}
+
+// The seconds left by the newest progress event (`eta_seconds`), while the job runs.
+function timeLeft(job) {
+  const eta = job.progress && job.progress.eta_seconds;
+  if (FINAL.has(job.status) || typeof eta !== "number") return null;
+  return h("span", { class: "eta" }, ` (about ${duration(eta)} left)`);
+}
+
+function estimate(job) {
+  if (typeof job.estimated_seconds !== "number") return "none: no job like it had finished on this server";
+  const finish = job.estimated_finish_at ? `, finishing about ${when(job.estimated_finish_at)}` : "";
+  return `about ${duration(job.estimated_seconds)} of running${finish}`;
+}
+
+// "45 s", "3 min 05 s", "2 h 04 min", as the lethe client writes them.
+export function duration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
 }
 
 const EVENTS_SHOWN = 200;
