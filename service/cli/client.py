@@ -26,11 +26,12 @@ from typing import Mapping
 from urllib.parse import quote
 
 from .api import Api, ClientError
+from .audit import audit_lines
 from .download import Outcome, VersionDownload
 from .progress import ProgressBar, duration, follow
 from .text import shown
 
-COMMANDS = ("models", "versions", "erase", "follow", "jobs", "status", "cancel", "download")
+COMMANDS = ("models", "versions", "version", "erase", "follow", "jobs", "status", "cancel", "download")
 
 
 # -- the commands --------------------------------------------------------------------------
@@ -52,6 +53,14 @@ def cmd_versions(api: Api, args) -> int:
     rows = [(v.get("version", "?"), v.get("parent") or "-", ", ".join(v.get("concepts_erased") or []) or "-",
              v.get("method") or "-", _when(v.get("created_at"))) for v in versions]
     _print_table(("VERSION", "PARENT", "CONCEPTS ERASED", "METHOD", "CREATED"), rows)
+    return 0
+
+
+def cmd_version(api: Api, args) -> int:
+    version = api.get(f"/v1/models/{quote(args.model, safe='')}/versions/{args.version}")
+    if args.json:
+        return _print_json(version)
+    _print_version(version)
     return 0
 
 
@@ -153,6 +162,8 @@ def _job_body(args) -> dict:
         body["hyperparameters"] = hyperparameters
     if args.force:
         body["force"] = True
+    if args.audit:
+        body["audit"] = args.audit
     return body
 
 
@@ -165,6 +176,7 @@ def _report_finished(job: dict, as_json: bool) -> int:
         print(shown(f"{job['id']} succeeded: {model} version {version} "
                      f"(erased: {', '.join(job.get('concepts') or [])})"))
         print(shown(f"download it: lethe download {model} {version} ./{model}-v{version}"))
+        print(shown(f"its audit: lethe version {model} {version}"))
         if (job.get("hyperparameters") or {}).get("trainable") == "lora":
             print(shown(f"its LoRA adapter alone: lethe download {model} {version} ./{model}-v{version}-lora --adapter"))
     if job["status"] == "succeeded":
@@ -196,6 +208,29 @@ def _print_job(job: dict) -> None:
         fields.append(("result", f"{result.get('model')} version {result.get('version')}"))
     for name, value in fields:
         print(f"{name + ':':<12}{shown(value)}")
+
+
+def _print_version(version: dict) -> None:
+    files = version.get("files") or []
+    fields = [
+        ("version", f"{version.get('name')} version {version.get('version')}"),
+        ("parent", version.get("parent") or "-"),
+        ("job", version.get("job_id") or "-"),
+        ("concepts", ", ".join(version.get("concepts_erased") or []) or "-"),
+        ("method", version.get("method") or "-"),
+        ("family", version.get("family") or "-"),
+        ("trainable", version.get("trainable") or "-"),
+        ("files", f"{len(files)}, {_bytes(sum(f.get('size', 0) for f in files))}"),
+        ("created", _when(version.get("created_at"))),
+    ]
+    adapter = version.get("adapter")
+    if adapter:
+        fields.append(("adapter", f"{adapter.get('diffusers')} (diffusers), {adapter.get('kohya')} (kohya), "
+                                  f"rank {adapter.get('rank')}"))
+    for name, value in fields:
+        print(f"{name + ':':<12}{shown(value)}")
+    for line in audit_lines(version.get("evaluation")):
+        print(shown(line))
 
 
 def _print_outcome(outcome: Outcome) -> None:
@@ -308,6 +343,9 @@ def register(subparsers) -> None:
     add("models", cmd_models, "list the models and their newest versions")
     add("versions", cmd_versions, "list a model's versions: parent, concepts erased, method, created"
         ).add_argument("model", metavar="MODEL")
+    version = add("version", cmd_version, "show a version: its lineage, family, adapter and audit figures")
+    version.add_argument("model", metavar="MODEL")
+    version.add_argument("version", metavar="VERSION", type=int)
 
     erase = add("erase", cmd_erase, "start a job that erases concepts from a model")
     erase.add_argument("model", help="the base model's name")
@@ -321,6 +359,8 @@ def register(subparsers) -> None:
                        help="any other hyperparameter, e.g. --set learning_rate=1e-5 (repeatable)")
     erase.add_argument("--force", action="store_true",
                        help="erase a concept the base version has already erased (refused otherwise)")
+    erase.add_argument("--audit", choices=("quick", "full", "off"),
+                       help="how thoroughly the version is audited after training (default: quick)")
     erase.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
     add("follow", cmd_follow, "follow a queued or running job with a progress bar until it ends "
         "(exit status as erase --wait)").add_argument("job", metavar="JOB")

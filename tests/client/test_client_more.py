@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def test_the_printed_commands_print_the_job_id_then_explain_a_job_without_a_resu
 
 @pytest.fixture(scope="module")
 def chain(live_server, tmp_path_factory):
-    """Model `chain`: a job erasing "seven" followed with `lethe follow`, then "three" with `erase --wait`."""
+    """Model `chain`: a job erasing "seven" followed with `lethe follow`, then "three" with `erase --wait`
+    and no audit."""
     from unlearning.tiny import build_tiny_pipeline
 
     # seed 2: weights of its own (test_client_commands damages the stored UNet of seed 1's)
@@ -67,7 +69,7 @@ def chain(live_server, tmp_path_factory):
     started = ok(lethe(live_server, "erase", "chain", "seven", *TINY), live_server)
     job_id = started.stdout.split()[0]
     followed = lethe(live_server, "follow", job_id)
-    waited = lethe(live_server, "erase", "chain", "three", *TINY, "--wait")
+    waited = lethe(live_server, "erase", "chain", "three", *TINY, "--audit", "off", "--wait")
     return job_id, followed, waited
 
 
@@ -76,6 +78,9 @@ def test_follow_attaches_to_a_started_job_until_it_ends(chain, live_server):
     ok(followed, live_server)
     assert f"{job_id} succeeded: chain version 2" in followed.stdout, followed.stdout
     assert "unlearning" in followed.stderr and "forget_loss=" in followed.stderr, followed.stderr
+    # A random tiny model draws no seven: the audit's check says so, as a warning, before training.
+    warning = "[warning] audit skipped: the original model does not seem to draw 'seven'"
+    assert followed.stderr.index(warning) < followed.stderr.index("unlearning"), followed.stderr
 
 
 def test_erase_wait_shows_the_losses_and_builds_the_chain(chain, live_server):
@@ -92,6 +97,17 @@ def test_versions_lists_parent_concepts_and_method(chain, live_server):
     assert lines[2].split()[:4] == ["2", "1", "seven", "rg"] and lines[3].split()[:4] == ["1", "-", "-", "-"]
     missing = lethe(live_server, "versions", "no-such-model")
     assert missing.returncode == 2 and "no model named" in missing.stderr
+
+
+def test_version_shows_the_lineage_and_the_audit_or_why_it_could_not_run(chain, live_server):
+    quick = ok(lethe(live_server, "version", "chain", "2")).stdout
+    assert re.search(r"^concepts:\s+seven$", quick, re.M) and re.search(r"^family:\s+sd$", quick, re.M), quick
+    assert re.search(r"^trainable:\s+unet$", quick, re.M), quick
+    assert "audit: quick, not_applicable: audit skipped: the original model does not seem to draw 'seven'" in quick
+    assert "audit: off" in ok(lethe(live_server, "version", "chain", "3")).stdout
+    assert "audit: none" in ok(lethe(live_server, "version", "chain", "1")).stdout
+    bad = lethe(live_server, "erase", "chain", "two", "--audit", "thorough")
+    assert bad.returncode == 2 and "--audit" in bad.stderr
 
 
 def test_erasing_again_needs_force(chain, live_server):
