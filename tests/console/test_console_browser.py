@@ -148,6 +148,9 @@ def check_the_version_page(page, artifacts):
     lineage = page.locator("section", has=page.get_by_role("heading", name="Lineage"))
     expect(lineage.get_by_role("link", name="version 1")).to_be_visible()
     expect(lineage).to_contain_text("van gogh")
+    expect(lineage).to_contain_text("Stable Diffusion 1.x / 2.x")
+    audit = page.locator("section", has=page.get_by_role("heading", name="Audit", exact=True))
+    expect(audit).to_contain_text("does not seem to draw 'van gogh'")  # a random tiny model draws nothing
     for caption in ("forget prompts, before", "forget prompts, after", "retain prompts, before", "retain prompts, after"):
         expect(page.locator("figure.grid figcaption", has_text=caption)).to_have_count(1)
     grids = page.locator("figure.grid img")

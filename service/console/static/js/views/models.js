@@ -1,9 +1,10 @@
 // Models and their versions: the list of models, one model's versions, and one version with
-// its lineage, its evaluation (figures and labelled before/after grids) and its downloads.
+// its lineage, its audit, its evaluation (figures and labelled before/after grids) and its downloads.
 
 import { blob, get, save } from "../api.js";
 import { format } from "../chart.js";
 import { bytes, definitions, h, table, when } from "../dom.js";
+import { audit } from "./audit.js";
 import { jobLink, versionLink } from "./parts.js";
 
 const GRIDS = [
@@ -13,6 +14,9 @@ const GRIDS = [
   ["retain_after.png", "retain", "retain prompts, after"],
 ];
 const LOSSES = [["forget", "forget loss on held-out forget prompts"], ["retain", "retain loss on held-out retain prompts"]];
+const FAMILIES = { sd: "Stable Diffusion 1.x / 2.x", sdxl: "Stable Diffusion XL" };
+const TRAINABLE = { unet: "the whole UNet", cross_attention: "the UNet's cross-attention",
+  lora: "a LoRA adapter (fused into the UNet, also downloadable on its own)" };
 const SMALL_IMAGE_PX = 128; // grids lower than this are scaled up, pixel for pixel, to about this height
 
 export async function renderModels(main, _route, signal) {
@@ -50,6 +54,7 @@ export async function renderVersion(main, { params }, signal) {
     h("div", { class: "title-row" }, h("h1", { tabindex: -1 }, `${name} version ${number}`),
       h("a", { class: "button", href: `#/new?model=${encodeURIComponent(name)}&version=${number}` }, "Erase more from this version")),
     section("lineage", "Lineage", lineage(version, siblings)),
+    section("audit", "Audit", audit(version.evaluation)),
     section("evaluation", "Evaluation", evaluation(version, path, signal)),
     section("downloads", "Downloads", downloads(version, path)));
 }
@@ -67,6 +72,8 @@ function lineage(version, siblings) {
     ["Concepts erased", version.concepts_erased.length
       ? h("ul", { class: "plain" }, version.concepts_erased.map((c) => h("li", {}, c))) : "none"],
     ["Method", version.method || "–"],
+    ["Family", FAMILIES[version.family] || version.family || "–"],
+    ["Trained", TRAINABLE[version.trainable] || version.trainable || "–"],
     ["Made by job", version.job_id ? jobLink(version.job_id) : "– (registered)"],
     ["Status", version.status],
     ["Created", when(version.created_at)],
@@ -114,7 +121,7 @@ function lossTable(figures) {
 }
 
 function otherFigures(figures) {
-  const skip = new Set(["prompts", ...LOSSES.flatMap(([set]) => [`${set}_loss_before`, `${set}_loss_after`])]);
+  const skip = new Set(["prompts", "audit", ...LOSSES.flatMap(([set]) => [`${set}_loss_before`, `${set}_loss_after`])]);
   const rest = Object.entries(figures).filter(([key]) => !skip.has(key));
   if (!rest.length) return null;
   return h("details", {}, h("summary", {}, "Other figures"), definitions(rest.map(([key, value]) => [key, shown(value)])));
@@ -173,11 +180,24 @@ function downloads(version, path) {
     h("div", { class: "actions" },
       button("Download the whole version (.tar)", `${path}/archive`, `${base}.tar`),
       hasDelta ? button("Download the delta (.safetensors)", `${path}/delta`, `${base}-delta.safetensors`) : null),
+    version.adapter ? adapterButtons(version.adapter, path, button) : null,
     status,
     h("p", { class: "hint" }, "The archive unpacks to a folder that diffusers loads as it is; the delta holds only the " +
       "UNet tensors that changed from the parent. The browser holds a file in memory while it downloads: for large models use ",
       h("code", {}, `lethe download ${version.name} ${version.version} ./${base}`), ", which resumes and checks every sha256."),
     table("Files of this version", ["File", "Size", "sha256", ""], rows, { class: "files" }),
+  ];
+}
+
+// A LoRA erasure's adapter: the same low-rank weights as diffusers and as kohya write them.
+function adapterButtons(adapter, path, button) {
+  const fileUrl = (file) => `${path}/files/${file.split("/").map(encodeURIComponent).join("/")}`;
+  return [
+    h("div", { class: "actions" },
+      button("Download the LoRA adapter (diffusers)", fileUrl(adapter.diffusers), adapter.diffusers.split("/").pop()),
+      button("Download the LoRA adapter (kohya: AUTOMATIC1111, ComfyUI)", fileUrl(adapter.kohya), adapter.kohya.split("/").pop())),
+    h("p", { class: "hint" }, `Rank ${adapter.rank}, alpha ${format(adapter.alpha)}. The diffusers file loads with `,
+      h("code", {}, "pipe.load_lora_weights(folder)"), " on the parent version; the kohya file in AUTOMATIC1111 or ComfyUI."),
   ];
 }
 
