@@ -34,12 +34,33 @@ class PromptSets:
 
 @dataclass
 class ModelVocabulary:
-    """A model's own prompt shapes, from the `prompts` part of its `lethe.json`."""
+    """A model's own prompt shapes, from the `prompts` part of its `lethe.json`.
+
+    `classes` is a list, or for a model with several kinds of class a dict {kind: [classes]}
+    whose templates have a `{kind}` slot for each kind ("a {digit} in {style} style");
+    `for_concepts` turns the latter into the former for the concepts of one job.
+    """
 
     templates: list[str] = field(default_factory=lambda: list(vocab.TEMPLATES))
     test_templates: list[str] = field(default_factory=lambda: list(vocab.TEST_TEMPLATES))
-    classes: list[str] = field(default_factory=list)
+    classes: list[str] | dict[str, list[str]] = field(default_factory=list)
     synonyms: dict[str, list[str]] = field(default_factory=dict)
+    words: dict[str, list[str]] = field(default_factory=dict)  # the other kinds' slots and their classes
+
+    def for_concepts(self, concepts: list[str], erased: list[str] = ()) -> ModelVocabulary:
+        """The vocabulary with the concepts' kind (the first kind for a concept of none) in the
+        `{concept}` slot and as `classes`, and the other kinds' classes, less the erased ones,
+        as the words of their slots. A model with one kind of class is returned as it is."""
+        if not isinstance(self.classes, dict):
+            return self
+        kinds = self.classes
+        kind = next((k for k, names in kinds.items() if all(c in names for c in concepts)), next(iter(kinds)))
+        words = {k: [n for n in names if n not in erased] for k, names in kinds.items() if k != kind}
+
+        def slot(templates: list[str]) -> list[str]:
+            return [t.replace("{" + kind + "}", "{concept}") for t in templates]
+
+        return ModelVocabulary(slot(self.templates), slot(self.test_templates), list(kinds[kind]), self.synonyms, words)
 
 
 def read_model_settings(model_dir: str | Path) -> dict:
@@ -118,8 +139,9 @@ def render(template: str, words: dict[str, str], stand_in: str | None = None) ->
     return text.strip(" ,:")
 
 
-def check_templates(templates: list[str], where: str) -> None:
-    allowed = set(vocab.ATTRIBUTES) | {"concept"}
+def check_templates(templates: list[str], where: str, slots=()) -> None:
+    """Every template has {concept} and no name but the attributes' and the model's `slots`."""
+    allowed = set(vocab.ATTRIBUTES) | {"concept"} | set(slots)
     for i, template in enumerate(templates):
         names = {name for _, name, _, _ in string.Formatter().parse(BRACKETS.sub(r"\1", template)) if name}
         if "{concept}" not in template or names - allowed:
@@ -196,13 +218,13 @@ def build_prompt_sets(
     concepts = check_concepts(concepts)
     preserve = check_concepts(list(preserve), "preserve") if preserve else []
     user = check_user_prompts(prompts)
-    model = model or ModelVocabulary()
-    check_templates(model.templates, "lethe.json prompts.templates")
-    check_templates(model.test_templates, "lethe.json prompts.test_templates")
+    model = (model or ModelVocabulary()).for_concepts(concepts, list(erased))
+    check_templates(model.templates, "lethe.json prompts.templates", model.words)
+    check_templates(model.test_templates, "lethe.json prompts.test_templates", model.words)
     names_erased = erased_matcher(list(erased), model)
     preserve = [concept for concept in preserve if not names_erased(concept)]
     builder = _Builder(concepts, preserve, model, user.get("synonyms", []), seed, names_erased)
-    train_words = vocab.vocabulary(0)
+    train_words = {**vocab.vocabulary(0), **model.words}
     user_forget = user.get("forget", [])
     user_retain = [prompt for prompt in user.get("retain", []) if not names_erased(prompt)]
     built = 0 if user.get("replace") else max(0, num_prompts - len(user_forget))
@@ -212,5 +234,5 @@ def build_prompt_sets(
     else:
         user_paired = builder.pairs(len(user_forget), model.templates, train_words)[1]
     forget, retain = user_forget + built_forget, user_paired + built_retain
-    test_forget, test_retain = builder.pairs(num_test, model.test_templates, vocab.vocabulary(1))
+    test_forget, test_retain = builder.pairs(num_test, model.test_templates, {**vocab.vocabulary(1), **model.words})
     return PromptSets(forget, retain, test_forget, test_retain)

@@ -70,11 +70,12 @@ class ProbeBuilder:
 
     def __init__(self, concepts: list[str], preserve: list[str], model: ModelVocabulary, synonyms: list[str], seed: int):
         self.rng = random.Random(f"audit:{seed}")
+        model = model.for_concepts(concepts)
         self.concepts, self.preserve, self.model = concepts, preserve, model
         self.synonyms = {c: [*model.synonyms.get(c, []), *synonyms] for c in concepts}
         in_classes = all(c in model.classes for c in concepts)
         self.siblings = [c for c in model.classes if c not in concepts] if in_classes else []
-        self.words = vocab.vocabulary(1)  # the held-out words
+        self.words = {**vocab.vocabulary(1), **model.words}  # the held-out words and the model's other slots
 
     def neighbours(self, limit: int) -> list[str]:
         found = list(dict.fromkeys(self.preserve + self.siblings))

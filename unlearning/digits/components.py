@@ -16,25 +16,27 @@ MAX_TOKENS = 16
 LATENT_SIZE = 4
 
 
-def make_vae() -> AutoencoderKL:
+def make_vae(block_out_channels=(32, 64), image_size: int = IMAGE_SIZE, latent_channels: int = 4) -> AutoencoderKL:
+    """Each block past the first halves the image: latents are image_size / 2**(blocks - 1) wide."""
+    blocks = len(block_out_channels)
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        block_out_channels=(32, 64),
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=tuple(block_out_channels),
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
         layers_per_block=1,
-        latent_channels=4,
+        latent_channels=latent_channels,
         norm_num_groups=8,
-        sample_size=IMAGE_SIZE,
+        sample_size=image_size,
     )
 
 
-def make_unet() -> UNet2DConditionModel:
+def make_unet(latent_size: int = LATENT_SIZE, latent_channels: int = 4) -> UNet2DConditionModel:
     return UNet2DConditionModel(
-        sample_size=LATENT_SIZE,
-        in_channels=4,
-        out_channels=4,
+        sample_size=latent_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
         block_out_channels=(32, 64),
         layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),

@@ -55,8 +55,9 @@ def _cosine(step: int, config_steps: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, config_steps - warmup)))
 
 
-def train_vae(images: torch.Tensor, config: TrainingConfig, rng: np.random.Generator):
-    vae = make_vae()
+def train_vae(images: torch.Tensor, config: TrainingConfig, rng: np.random.Generator, vae=None):
+    """Fit `vae` (the digits model's by default) to `images`; returns it with the posterior of every image."""
+    vae = vae if vae is not None else make_vae()
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.vae_learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _cosine(s, config.vae_steps, 50))
     for step, index in enumerate(_batches(len(images), config.batch_size, config.vae_steps, rng)):
@@ -98,17 +99,27 @@ def train_denoiser(posterior, labels: torch.Tensor, tokenizer, scaling: float, c
                    rng: np.random.Generator):
     unet, text_encoder, scheduler = make_unet(), make_text_encoder(len(tokenizer)), make_scheduler()
     token_ids, empty_row = _prompt_table(tokenizer)
+
+    def prompt_rows(index):
+        return _prompt_rows(labels[index], config, empty_row, rng)
+
+    return fit_denoiser(unet, text_encoder, scheduler, posterior, scaling, token_ids, prompt_rows, config, rng)
+
+
+def fit_denoiser(unet, text_encoder, scheduler, posterior, scaling: float, token_ids: torch.Tensor, prompt_rows,
+                 config: TrainingConfig, rng: np.random.Generator):
+    """Train the UNet and the text encoder jointly to predict the noise added to the VAE's latents,
+    each image captioned by the rows of `token_ids` that `prompt_rows(index)` picks for it."""
     parameters = [*unet.parameters(), *text_encoder.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _cosine(s, config.steps, config.warmup_steps))
     mean, std = posterior.mean, posterior.std
-    for step, index in enumerate(_batches(len(labels), config.batch_size, config.steps, rng)):
+    for step, index in enumerate(_batches(len(mean), config.batch_size, config.steps, rng)):
         latents = (mean[index] + std[index] * torch.randn_like(mean[index])) * scaling
         noise = torch.randn_like(latents)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(index),))
         noisy = scheduler.add_noise(latents, noise, timesteps)
-        rows = _prompt_rows(labels[index], config, empty_row, rng)
-        context = text_encoder(token_ids[rows])[0]
+        context = text_encoder(token_ids[prompt_rows(index)])[0]
         loss = F.mse_loss(unet(noisy, timesteps, context).sample, noise)
         optimizer.zero_grad()
         loss.backward()

@@ -1,0 +1,51 @@
+"""The canvas model's data and judges: scikit-learn's digits drawn in eight styles, and two
+classifiers, trained on digits the generator never saw, that tell the digit and the style."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from unlearning.canvas.data import render
+from unlearning.canvas.judges import held_out_accuracy, recognise
+from unlearning.canvas.prompts import TEMPLATES, TEST_TEMPLATES, prompt, vocabulary
+from unlearning.canvas.styles import NAMES as STYLES
+from unlearning.canvas.train import lethe_config
+from unlearning.digits.data import CLASSES as DIGITS, load_split
+from unlearning.prompts import build_prompt_sets, model_vocabulary
+
+
+def test_every_digit_is_drawn_in_every_style_and_the_styles_differ():
+    part = load_split().judge_test
+    drawn = render(part)
+    assert drawn.images.shape == (len(STYLES) * len(part.labels), 16, 16, 3)
+    assert drawn.images.min() >= 0.0 and drawn.images.max() <= 1.0
+    first = drawn.images[drawn.styles == 0][0]
+    for style in range(1, len(STYLES)):
+        assert np.abs(drawn.images[drawn.styles == style][0] - first).mean() > 0.05, STYLES[style]
+    assert np.array_equal(drawn.digits[drawn.styles == 3], part.labels)
+
+
+@pytest.mark.parametrize("kind", ["digit", "style"])
+def test_judges_recognise_renderings_of_digits_they_never_saw(kind):
+    assert held_out_accuracy(kind) >= 0.95
+
+
+def test_judges_refuse_images_of_another_size():
+    with pytest.raises(ValueError, match="16, 16, 3"):
+        recognise(np.zeros((2, 8, 8, 3)), "digit")
+
+
+def test_prompts_name_both_classes_and_held_out_phrasings_are_new():
+    assert prompt(TEMPLATES[0], 7, STYLES.index("dots")) == "a handwritten seven in dots style"
+    assert not set(TEMPLATES) & set(TEST_TEMPLATES)
+    assert set(DIGITS) | set(STYLES) <= set(vocabulary())
+
+
+def test_lethe_json_gives_the_library_two_kinds_of_class():
+    model = model_vocabulary(lethe_config())
+    sets = build_prompt_sets(["stripes"], 16, seed=0, model=model)
+    assert all("stripes" in f and "stripes" not in r for f, r in zip(sets.forget, sets.retain))
+    assert all(set(re.findall(r"\w+", f)) & set(DIGITS) for f in sets.forget)

@@ -1,0 +1,114 @@
+"""Train the canvas model and write it as a Stable Diffusion-format diffusers folder.
+
+The digits model's two stages (`unlearning.digits.train`) on the generator part's digits
+drawn in every style: the VAE learns to reconstruct them, then the UNet and the text
+encoder learn to denoise their latents given a prompt naming the digit (as a word or a
+numeral) and the style, in one of the training phrasings, a tenth of the prompts emptied.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import StableDiffusionPipeline
+
+from ..digits.data import CLASSES as DIGITS, load_split
+from ..digits.train import TrainingConfig, fit_denoiser, train_vae
+from ..tokenizer import make_clip_tokenizer
+from .components import MAX_TOKENS, make_scheduler, make_text_encoder, make_unet, make_vae
+from .data import render, to_model_space
+from .prompts import SYNONYMS, TEMPLATES, TEST_TEMPLATES, prompt, vocabulary
+from .styles import NAMES as STYLES
+
+DEFAULTS = replace(TrainingConfig(), vae_steps=400, steps=1500)
+# The unlearning library's defaults for this model, as for the digits model (see there).
+MODEL_DEFAULTS = {"learning_rate": 1e-4, "generation_batch_size": 200}
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def prompt_table(tokenizer) -> torch.Tensor:
+    """Token ids of every training prompt, row ((digit * styles + style) * templates + template) * 2 + numeral;
+    the last row is the empty prompt."""
+    prompts = [prompt(t, d, s, numeral) for d in range(len(DIGITS)) for s in range(len(STYLES))
+               for t in TEMPLATES for numeral in (False, True)]
+    return tokenizer(prompts + [""], padding="max_length", max_length=MAX_TOKENS, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def prompt_rows(digits: torch.Tensor, styles: torch.Tensor, config: TrainingConfig, rng: np.random.Generator):
+    n = len(digits)
+    template = torch.from_numpy(rng.integers(0, len(TEMPLATES), size=n))
+    numeral = torch.from_numpy((rng.random(n) < config.numeral_share).astype(np.int64))
+    rows = ((digits * len(STYLES) + styles) * len(TEMPLATES) + template) * 2 + numeral
+    empty = torch.from_numpy(rng.random(n) < config.empty_prompt_share)
+    return torch.where(empty, torch.full_like(rows, len(DIGITS) * len(STYLES) * len(TEMPLATES) * 2), rows)
+
+
+def lethe_config(hyperparameters: dict | None = MODEL_DEFAULTS) -> dict:
+    """The prompt vocabulary for the unlearning library: two kinds of class, each with its slot."""
+    config = {
+        "prompts": {
+            "templates": list(TEMPLATES),
+            "test_templates": list(TEST_TEMPLATES),
+            "classes": {"style": list(STYLES), "digit": list(DIGITS)},
+            "synonyms": SYNONYMS,
+        }
+    }
+    if hyperparameters:
+        config["hyperparameters"] = hyperparameters
+    return config
+
+
+def train(out: str | Path, config: TrainingConfig = DEFAULTS, command: str = "") -> Path:
+    """Train the model and write the pipeline folder to `out` (replaced if it exists)."""
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    drawn = render(load_split().generator)
+    images = torch.from_numpy(to_model_space(drawn.images))
+    digits, styles = torch.from_numpy(drawn.digits), torch.from_numpy(drawn.styles)
+    vae, posterior = train_vae(images, config, rng, make_vae())
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    tokenizer = make_clip_tokenizer(out / "_tokenizer_files", vocabulary(), max_length=MAX_TOKENS)
+    unet, text_encoder, scheduler = make_unet(), make_text_encoder(len(tokenizer)), make_scheduler()
+
+    def rows(index):
+        return prompt_rows(digits[index], styles[index], config, rng)
+
+    fit_denoiser(unet, text_encoder, scheduler, posterior, vae.config.scaling_factor, prompt_table(tokenizer),
+                 rows, config, rng)
+    pipe = StableDiffusionPipeline(
+        unet=unet.eval(), vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+    shutil.rmtree(out / "_tokenizer_files")
+    minutes = (time.monotonic() - started) / 60
+    (out / "lethe.json").write_text(json.dumps(lethe_config(), indent=2) + "\n")
+    (out / "TRAINING.md").write_text(_training_note(config, command, minutes))
+    _log(f"wrote {out} in {minutes:.1f} min")
+    return out
+
+
+def _training_note(config: TrainingConfig, command: str, minutes: float) -> str:
+    settings = "\n".join(f"- {k}: {v}" for k, v in asdict(config).items())
+    return (
+        "# How this folder was made\n\n"
+        f"```sh\n{command or 'python -m unlearning.canvas train --out models/canvas'}\n```\n\n"
+        "From scikit-learn's bundled `load_digits` (generator part of the fixed split in "
+        "`unlearning/digits/data.py`), each digit drawn in the eight styles of "
+        "`unlearning/canvas/styles.py`, on CPU, seeded.\n\n"
+        f"{settings}\n\nTraining took {minutes:.1f} minutes on the machine that made it "
+        f"({torch.get_num_threads()} torch threads).\n"
+    )
