@@ -113,3 +113,11 @@ def test_post_a_job_download_the_version_and_generate_with_stock_diffusers(gatew
     assert set(rebuilt) == set(new_unet)
     assert all(torch.equal(rebuilt[name], new_unet[name]) for name in new_unet)
     assert any(not torch.equal(parent[name], new_unet[name]) for name in delta)
+
+    # The worker kept what the job measured: a job like it (with no audit: this one's never ran,
+    # its concept not drawn) is estimated at submission; the first had nothing to go by.
+    again = client.post("/v1/jobs", json={"base_model": {"name": "tiny"}, "concepts": ["dog"],
+                                          "hyperparameters": FAST_JOB, "audit": "off"}).raise_for_status().json()
+    assert job["estimated_seconds"] is None and again["estimated_seconds"] > 0
+    client.post(f"/v1/jobs/{again['id']}/cancel").raise_for_status()
+    poll_job(client, again["id"])
