@@ -1,7 +1,9 @@
 """How long a job will take: its units of work per stage, times the seconds per unit that
 the newest succeeded jobs measured (`Throughput` rows, written by workers/throughput.py).
 
-Units of work, from the job's full configuration (the method's defaults under its own values):
+Units of work, from the job's configuration: the method's defaults under the job's own values
+(a base's `lethe.json` defaults are not seen here: the gateway does not open the base's files;
+the rates measured on that base already include what they change, such as the batch sizes):
 - preparing: latents the original model draws (the training pairs the steps reach, and the
   held-out sets) x sampler steps. A cold latent cache is assumed: a job whose latents are cached
   prepares faster than its estimate;
