@@ -2,7 +2,7 @@
 
 A stage's time runs from its first progress call to the first call of another stage (evaluating
 comes twice: its two spells add up). The time left is the current stage's (from its own rate so
-far: elapsed x steps left / steps done; before its first step, the plan's share less the time
+far: elapsed x steps left / steps done in this spell; before its first step, the plan's share less the time
 spent) plus the plan's seconds for the stages still to come (service/estimates.ORDER).
 """
 
@@ -22,12 +22,12 @@ class StageClock:
         self.stage: str | None = None
         self.entered = 0.0
         self.position = -1  # where in ORDER the job is
-        self.step, self.total = 0, 0
+        self.step, self.total, self.first_step = 0, 0, 0
 
     def progress(self, stage: str, step: int, total: int) -> None:
         if stage != self.stage:
             self.stop()
-            self.stage, self.entered = stage, self.now()
+            self.stage, self.entered, self.first_step = stage, self.now(), step  # (a resumed run starts midway)
             later = [i for i, name in enumerate(ORDER) if name == stage and i > self.position]
             self.position = later[0] if later else self.position
         self.step, self.total = step, total
@@ -43,8 +43,8 @@ class StageClock:
         if self.plan is None or self.stage is None:
             return None
         spent = self.now() - self.entered
-        if 0 < self.step < self.total:
-            left = spent * (self.total - self.step) / self.step
+        if self.first_step < self.step < self.total:
+            left = spent * (self.total - self.step) / (self.step - self.first_step)
         elif self.total and self.step >= self.total:
             left = 0.0
         else:

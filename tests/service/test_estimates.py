@@ -82,6 +82,11 @@ def test_the_clock_times_the_stages_and_counts_down_by_the_stage_rate():
     clock.stop()
     assert clock.seconds == {"preparing": 4.0, "evaluating": 1.0, "unlearning": 10.0}
     assert StageClock(None).eta() is None
+    resumed = StageClock({"unlearning": 100.0}, now=lambda: now[0])
+    resumed.progress("unlearning", 60, 100)  # its state saved at step 60
+    now[0] = 17.0
+    resumed.progress("unlearning", 80, 100)  # 2 s for 20 steps
+    assert resumed.eta() == pytest.approx(2.0)
 
 
 def test_a_job_gets_an_estimate_once_a_job_on_its_base_has_been_measured(client, store):
