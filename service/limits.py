@@ -36,6 +36,7 @@ from service.jobs import QUEUED
 from service.models import Job
 from service.problems import Problem, field_problem
 from unlearning.methods import CONFIGS, validate
+from unlearning.methods.adversarial import SEARCH_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,9 @@ class JobCost:
         evaluation  = eval_prompts x 2 (forget, retain) x generation_steps x 2 (before, after)
 
     where `sets` is 2 for a method that also trains on the retain set (rg, graddiff: a forget
-    and a retain pass per step, and retain latents to generate), else 1 (ga, esd).
+    and a retain pass per step, and retain latents to generate), else 1 (ga, esd). The robust
+    mode (`adversarial_steps`) adds to training steps x batch_size (the adversarial rows) and
+    searches x adversarial_steps x the search's batch, a search every `adversarial_every` steps.
     Classifier-free guidance doubles the passes of every sampler step; it is left out, as a
     constant factor.
     """
@@ -168,10 +171,18 @@ def job_cost(method: str, hyperparameters: dict[str, Any]) -> JobCost:
     config = validate(method, hyperparameters)
     sets = 2 if CONFIGS[method].implementation.uses_retain_set else 1
     return JobCost(
-        training=config["steps"] * config["batch_size"] * sets,
+        training=config["steps"] * config["batch_size"] * sets + adversarial_cost(config),
         data=config["num_prompts"] * config["generation_steps"] * sets,
         evaluation=config["eval_prompts"] * 2 * config["generation_steps"] * 2,
     )
+
+
+def adversarial_cost(config: dict[str, Any]) -> int:
+    """The robust mode's training passes beyond the method's own (0 when it is off)."""
+    if not config.get("adversarial_steps"):
+        return 0
+    searches = math.ceil(config["steps"] / config["adversarial_every"])
+    return config["steps"] * config["batch_size"] + searches * config["adversarial_steps"] * SEARCH_BATCH
 
 
 def cost_limit(settings, tenant: str) -> int:

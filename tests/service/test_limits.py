@@ -150,6 +150,8 @@ def test_the_default_limit_refuses_the_probes_job(tmp_path, tiny_pipeline):
         ("graddiff", {"steps": 10, "batch_size": 2}, JobCost(10 * 2 * 2, 800 * 25 * 2, 800)),
         ("ga", {"num_prompts": 4, "generation_steps": 5, "eval_prompts": 0}, JobCost(100 * 8, 4 * 5, 0)),
         ("esd", {}, JobCost(training=200 * 1, data=200 * 25, evaluation=800)),  # its own defaults
+        ("rg", {"adversarial_steps": 50, "adversarial_every": 30},  # the robust mode: 4 searches of 50 steps
+         JobCost(training=100 * 8 * 2 + 100 * 8 + 4 * 50 * 8, data=800 * 25 * 2, evaluation=800)),
     ],
 )
 def test_the_cost_of_a_job_fills_in_the_methods_defaults(method, hyperparameters, cost):
