@@ -49,3 +49,20 @@ def test_lethe_json_gives_the_library_two_kinds_of_class():
     sets = build_prompt_sets(["stripes"], 16, seed=0, model=model)
     assert all("stripes" in f and "stripes" not in r for f, r in zip(sets.forget, sets.retain))
     assert all(set(re.findall(r"\w+", f)) & set(DIGITS) for f in sets.forget)
+
+
+def test_protocol_scores_follow_the_kind_of_what_was_erased():
+    from itertools import product
+
+    from unlearning.canvas.protocol import scores
+
+    # every image judged right, except: the "dots" style is never drawn, and half the sevens are wrong
+    dots, seven = STYLES.index("dots"), DIGITS.index("seven")
+    accuracy = {(d, s): {"digit": 0.5 if d == seven else 1.0, "style": 0.0 if s == dots else 1.0}
+                for d, s in product(range(10), range(len(STYLES)))}
+    assert scores(accuracy, ["dots"]) == {"UA": 1.0, "IRA": 1.0, "CRA": 0.95}
+    assert scores(accuracy, ["seven"]) == {"UA": 0.5, "IRA": 1.0, "CRA": 1 - 1 / len(STYLES)}
+    chain = scores(accuracy, ["dots", "seven"])
+    assert chain["UA"] == 0.75 and chain["CRA"] is None
+    with pytest.raises(ValueError, match="'purple'"):
+        scores(accuracy, ["purple"])

@@ -1,0 +1,141 @@
+"""The UnlearnCanvas protocol on the canvas model (models/canvas): erase styles and digits.
+
+Jobs, each run with every method and seed (`unlearning.erase`, the method's defaults
+overridden only by the model's lethe.json and any --set; no audit):
+
+- style: erase one style (each of --styles);
+- digit: erase one digit (each of --digits);
+- multi: erase the --styles at once, in one job;
+- chain: erase the first style, then the first digit on the resulting version.
+
+After each job every style x digit pair is drawn (--per-pair images, the stock pipeline call,
+the job's seed) and judged by the two judges; UA, IRA and CRA are defined in
+`unlearning/canvas/protocol.py`. The original row scores the original model's images as if
+the same classes were erased. Time: wall seconds of the job's erase() calls.
+
+    python benchmarks/canvas_table.py                    # 3 styles, 3 digits, multi, chain; seed 0
+    python benchmarks/canvas_table.py --seeds 0 1 2      # the issue's protocol
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import unlearning
+from unlearning.canvas.check import ALL_PAIRS
+from unlearning.canvas.judges import held_out_accuracy
+from unlearning.canvas.protocol import scores
+from unlearning.canvas.sampling import accuracies, draw_pairs, load_pipeline
+
+METHODS = ("rg", "graddiff", "ga", "esd")
+DEFAULT_STYLES = ("dots", "red", "inverted")
+DEFAULT_DIGITS = ("seven", "three", "zero")
+
+
+def jobs(styles: list[str], digits: list[str], kinds: list[str]) -> list[tuple[str, list[list[str]]]]:
+    """(kind, stages): each stage is the concepts of one erase() call, on the previous result."""
+    found = []
+    if "style" in kinds:
+        found += [("style", [[s]]) for s in styles]
+    if "digit" in kinds:
+        found += [("digit", [[d]]) for d in digits]
+    if "multi" in kinds:
+        found.append(("multi", [list(styles)]))
+    if "chain" in kinds:
+        found.append(("chain", [[styles[0]], [digits[0]]]))
+    return found
+
+
+def judged(folder: Path, seed: int, per_pair: int) -> dict:
+    return accuracies(draw_pairs(load_pipeline(folder), ALL_PAIRS, per_pair, seed))
+
+
+def run_job(model: Path, method: str, stages: list[list[str]], seed: int, overrides: dict, work: Path):
+    """Erase stage after stage; the last version's folder and the seconds of all erase() calls."""
+    base, erased, seconds = model, [], 0.0
+    for i, concepts in enumerate(stages):
+        out = work / f"{method}-{seed}-{i}"
+        started = time.perf_counter()
+        unlearning.erase(base, concepts, out, method=method, seed=seed, hyperparameters=overrides or None,
+                         cache_dir=work / "cache", audit="off", erased=erased)
+        seconds += time.perf_counter() - started
+        if base != model:
+            shutil.rmtree(base)
+        base, erased = out, erased + concepts
+    return base, seconds
+
+
+def spread(values: list, digits: int) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    mean = statistics.fmean(values)
+    return f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def markdown(rows: list[dict], methods) -> str:
+    lines = ["| job | method | UA ↑ | IRA ↑ | CRA ↑ | time (s) | runs |", "|---|---|---|---|---|---|---|"]
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        for method in ("original", *methods):
+            mine = [r for r in rows if r["kind"] == kind and r["method"] == method]
+            if mine:
+                lines.append(f"| {kind} | {method} | {spread([r['UA'] for r in mine], 2)} | "
+                             f"{spread([r['IRA'] for r in mine], 2)} | {spread([r['CRA'] for r in mine], 2)} | "
+                             f"{spread([r['seconds'] for r in mine], 0)} | {len(mine)} |")
+    return "\n".join(lines)
+
+
+def parse_set(pairs: list[str]) -> dict:
+    return {key: json.loads(value) for key, _, value in (pair.partition("=") for pair in pairs)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path("models/canvas"))
+    parser.add_argument("--styles", nargs="+", default=list(DEFAULT_STYLES))
+    parser.add_argument("--digits", nargs="+", default=list(DEFAULT_DIGITS))
+    parser.add_argument("--jobs", nargs="+", default=["style", "digit", "multi", "chain"],
+                        choices=["style", "digit", "multi", "chain"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--per-pair", type=int, default=5, help="images drawn per style x digit pair and model")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="a hyperparameter for every method (e.g. steps=200); recorded in the JSON")
+    parser.add_argument("--json", type=Path, default=Path("canvas_table.json"))
+    args = parser.parse_args(argv)
+    overrides, rows = parse_set(args.set), []
+    original = {seed: judged(args.model, seed, args.per_pair) for seed in args.seeds}
+    with tempfile.TemporaryDirectory(prefix="canvas-table-") as work:
+        for kind, stages in jobs(args.styles, args.digits, args.jobs):
+            erased = [c for stage in stages for c in stage]
+            for seed in args.seeds:
+                rows.append({"kind": kind, "erased": erased, "method": "original", "seed": seed,
+                             **scores(original[seed], erased), "seconds": 0.0})
+                for method in args.methods:
+                    folder, seconds = run_job(args.model, method, stages, seed, overrides, Path(work))
+                    row = {"kind": kind, "erased": erased, "method": method, "seed": seed,
+                           **scores(judged(folder, seed, args.per_pair), erased), "seconds": seconds}
+                    shutil.rmtree(folder)
+                    rows.append(row)
+                    print(f"  {method} {kind} {erased} seed {seed}: UA {row['UA']:.2f} IRA {row['IRA']:.2f} "
+                          f"CRA {spread([row['CRA']], 2)} {seconds:.0f} s", file=sys.stderr, flush=True)
+    table = markdown(rows, args.methods)
+    print(table)
+    args.json.write_text(json.dumps({
+        "command": "python benchmarks/canvas_table.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "model": str(args.model), "seeds": args.seeds, "per_pair": args.per_pair, "overrides": overrides,
+        "judges_held_out_accuracy": {kind: held_out_accuracy(kind) for kind in ("digit", "style")},
+        "rows": rows, "markdown": table,
+    }, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
