@@ -4,9 +4,11 @@ the newest succeeded jobs measured (`Throughput` rows, written by workers/throug
 Units of work, from the job's configuration: the method's defaults under the job's own values
 (a base's `lethe.json` defaults are not seen here: the gateway does not open the base's files;
 the rates measured on that base already include what they change, such as the batch sizes):
-- preparing: latents the original model draws (the training pairs the steps reach, and the
-  held-out sets) x sampler steps. A cold latent cache is assumed: a job whose latents are cached
-  prepares faster than its estimate;
+- preparing, in two parts: its set-up, one per job and audit level (`setup:quick`, `setup:off`...:
+  loading the base, the audit's check that it draws the concept, the prompt sets), and `latents`:
+  the latents the original model draws (the training pairs the steps reach, and the held-out
+  sets) x sampler steps. A cold latent cache is assumed: a job whose latents are cached prepares
+  faster than its estimate;
 - unlearning: steps x batch_size;
 - evaluating: the before and after sample grids (forget and retain, at most 4 prompts each)
   x sampler steps;
@@ -17,7 +19,8 @@ the rates measured on that base already include what they change, such as the ba
 A stage's rate is the median of its seconds per unit over the newest RECENT records of the same
 base version on the worker kind that ran the newest of them; with none on that base, the newest
 records of any base, each scaled by the ratio of UNet parameter counts. With no rate for one of
-the job's stages (nothing recorded yet, or that audit mode never ran), there is no estimate.
+the job's stages (nothing recorded yet, or that audit mode never ran), there is no estimate (a
+set-up measured at another audit level stands in for a missing one).
 This module imports no torch: the gateway estimates at submission.
 """
 
@@ -39,6 +42,7 @@ RECENT = 5  # records per stage whose median is the rate
 GRID_SAMPLES = 4  # unlearning.evaluate.Evaluation's num_samples
 # The order a job goes through its stages (evaluating twice: before and after the steps).
 ORDER = ("preparing", "evaluating", "unlearning", "evaluating", "auditing", "writing", "publishing")
+PART_OF = {"setup": "preparing", "latents": "preparing"}  # the stage of a part measured apart
 
 
 @dataclass(frozen=True)
@@ -59,14 +63,15 @@ def units(work: Work) -> dict[str, float]:
     c = work.config()
     pairs = min(c.steps * c.batch_size, c.num_prompts)  # unlearning.api.rows_used
     drawn = pairs * (2 if c.implementation.uses_retain_set else 1) + 2 * c.eval_prompts
+    mode = work.audit or DEFAULT_AUDIT
     result = {
-        "preparing": drawn * c.generation_steps,
+        f"setup:{mode}": 1,
+        "latents": drawn * c.generation_steps,
         "unlearning": c.steps * c.batch_size,
         "evaluating": 2 * 2 * min(GRID_SAMPLES, c.eval_prompts) * c.generation_steps,
         "writing": 1,
         "publishing": 1,
     }
-    mode = work.audit or DEFAULT_AUDIT
     if mode != "off":
         result[f"auditing:{mode}"] = work.concepts * audit_references(mode, c.eval_prompts) * c.generation_steps
     return result
@@ -94,10 +99,20 @@ def rates(records: list[Throughput], unet_parameters: int | None) -> dict[str, f
 
 
 def plan(job_units: dict[str, float], stage_rates: dict[str, float]) -> dict[str, float] | None:
-    """Seconds per stage (the audit's under `auditing`); None when a stage has no rate."""
+    """Seconds per stage (`ORDER`'s names); None when a part of the job has no rate. A set-up
+    measured only at another audit level stands in for this one's."""
+    stage_rates = dict(stage_rates)
+    for key in [k for k in job_units if k.startswith("setup:") and k not in stage_rates]:
+        others = [rate for k, rate in stage_rates.items() if k.startswith("setup:")]
+        if others:
+            stage_rates[key] = statistics.median(others)
     if not set(job_units) <= set(stage_rates):
         return None
-    return {stage.split(":")[0]: amount * stage_rates[stage] for stage, amount in job_units.items()}
+    stages: dict[str, float] = {}
+    for key, amount in job_units.items():
+        stage = PART_OF.get(key.split(":")[0], key.split(":")[0])
+        stages[stage] = stages.get(stage, 0.0) + amount * stage_rates[key]
+    return stages
 
 
 def usable_records(session: Session, base_model: str, base_version: int) -> tuple[list[Throughput], bool]:

@@ -43,8 +43,9 @@ class Reporter:
         self._written_at = time.monotonic()
 
     def on_event(self, type: str, message: str, data: dict | None = None) -> None:
-        if isinstance((data or {}).get("latents_drawn"), int):
+        if isinstance((data or {}).get("latents_drawn"), int):  # the library starts on the latents
             self.latents_drawn = data["latents_drawn"]
+            self.clock.mark("latents")
         self._write(lambda: retry_db(lambda: self._add_event(type, message, data or {}),
                                      deadline_s=10.0, what="event"), "event")
 

@@ -1,5 +1,5 @@
 """What a succeeded job measured, kept as one `Throughput` row for the estimates of later jobs
-(service/estimates.py): each stage's seconds (workers/stage_clock.py) and units of work."""
+(service/estimates.py): each stage's (or part's) seconds (workers/stage_clock.py) and units of work."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ def job_work(job: Job) -> estimates.Work:
 
 
 def measured_units(work: estimates.Work, latents_drawn: int | None) -> dict[str, float]:
-    """The job's units of work, its preparing counted by the latents it did draw (the rest came
-    from the cache) when the library said how many (None: all of them)."""
+    """The job's units of work, its latents counted as those it did draw (the rest came from the
+    cache) when the library said how many (None: all of them)."""
     units = estimates.units(work)
     if latents_drawn is not None:
-        units["preparing"] = latents_drawn * work.config().generation_steps
+        units["latents"] = latents_drawn * work.config().generation_steps
     return units
 
 

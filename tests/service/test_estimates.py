@@ -23,11 +23,11 @@ def made_up(base_version=1, parameters=1000, kind="cpu", **seconds_per_unit) -> 
 def test_units_follow_the_hyperparameters_and_the_audit():
     units = estimates.units(estimates.Work("rg", SMALL, "quick", concepts=2))
     # rg draws a retain latent for each forget one: (min(10 x 4, 100) x 2 + 2 x 8 held out) x 5 sampler steps
-    assert units["preparing"] == (40 * 2 + 16) * 5
+    assert units["latents"] == (40 * 2 + 16) * 5 and units["setup:quick"] == 1
     assert units["unlearning"] == 40 and units["evaluating"] == 2 * 2 * 4 * 5
     assert units["auditing:quick"] == 2 * 8 * 5 and (units["writing"], units["publishing"]) == (1, 1)
     esd = estimates.units(estimates.Work("esd", SMALL | {"num_prompts": 30}, "off"))
-    assert esd["preparing"] == (30 + 16) * 5 and not any(s.startswith("auditing") for s in esd)
+    assert esd["latents"] == (30 + 16) * 5 and not any(s.startswith("auditing") for s in esd) and "setup:off" in esd
 
 
 def test_the_rate_is_the_median_of_the_newest_records_scaled_by_unet_size():
@@ -38,11 +38,13 @@ def test_the_rate_is_the_median_of_the_newest_records_scaled_by_unet_size():
 
 
 def test_a_plan_needs_a_rate_for_every_stage_of_the_job():
-    units = {"preparing": 10, "unlearning": 4, "auditing:quick": 2}
-    rates = {"preparing": 0.5, "unlearning": 2.0, "auditing:quick": 3.0}
-    assert estimates.plan(units, rates) == {"preparing": 5.0, "unlearning": 8.0, "auditing": 6.0}
-    assert estimates.total(estimates.plan(units, rates)) == 19.0
+    units = {"setup:quick": 1, "latents": 10, "unlearning": 4, "auditing:quick": 2}
+    rates = {"setup:quick": 3.0, "latents": 0.5, "unlearning": 2.0, "auditing:quick": 3.0}
+    assert estimates.plan(units, rates) == {"preparing": 8.0, "unlearning": 8.0, "auditing": 6.0}  # set-up + latents
+    assert estimates.total(estimates.plan(units, rates)) == 22.0
     assert estimates.plan(units | {"auditing:full": 1}, rates) is None  # never measured: no estimate
+    off = {"setup:off": 1, "latents": 10}
+    assert estimates.plan(off, rates) == {"preparing": 8.0}  # the quick audit's set-up stands in
     assert estimates.total(None) is None
 
 
@@ -70,6 +72,8 @@ def test_the_clock_times_the_stages_and_counts_down_by_the_stage_rate():
                         "publishing": 1.0}, now=lambda: now[0])
     clock.progress("preparing", 0, 1)
     assert clock.eta() == 10 + 2 + 20 + 2 + 6 + 1 + 1
+    now[0] = 1.0
+    clock.mark("latents")  # the library said it starts on the latents
     now[0] = 4.0
     clock.progress("evaluating", 0, 2)
     now[0] = 5.0
@@ -80,7 +84,7 @@ def test_the_clock_times_the_stages_and_counts_down_by_the_stage_rate():
     now[0] = 15.0
     clock.progress("evaluating", 1, 2)
     clock.stop()
-    assert clock.seconds == {"preparing": 4.0, "evaluating": 1.0, "unlearning": 10.0}
+    assert clock.seconds == {"setup": 1.0, "latents": 3.0, "evaluating": 1.0, "unlearning": 10.0}
     assert StageClock(None).eta() is None
     resumed = StageClock({"unlearning": 100.0}, now=lambda: now[0])
     resumed.progress("unlearning", 60, 100)  # its state saved at step 60
@@ -93,9 +97,10 @@ def test_a_job_gets_an_estimate_once_a_job_on_its_base_has_been_measured(client,
     body = {"base_model": {"name": "tiny"}, "concepts": ["van gogh"], "hyperparameters": SMALL, "audit": "off"}
     first = client.post("/v1/jobs", json=body, headers=KEY_A).json()
     assert (first["estimated_seconds"], first["estimated_finish_at"]) == (None, None)
-    store.add(made_up(parameters=None, preparing=0.01, unlearning=0.5, evaluating=0.02, writing=1.0, publishing=2.0))
+    store.add(made_up(parameters=None, latents=0.01, unlearning=0.5, evaluating=0.02, writing=1.0, publishing=2.0,
+                      **{"setup:off": 3.0}))
     store.commit()
     job = client.post("/v1/jobs", json=body, headers=KEY_A).json()
-    assert job["estimated_seconds"] == pytest.approx(96 * 5 * 0.01 + 40 * 0.5 + 80 * 0.02 + 1.0 + 2.0)
+    assert job["estimated_seconds"] == pytest.approx(3.0 + 96 * 5 * 0.01 + 40 * 0.5 + 80 * 0.02 + 1.0 + 2.0)
     quick = client.post("/v1/jobs", json=body | {"audit": "quick"}, headers=KEY_A).json()
     assert quick["estimated_seconds"] is None  # no quick audit measured yet
