@@ -35,3 +35,16 @@ def load_pipeline(path: str | Path, device: str | torch.device | None = None, al
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; plain fp32 on CPU (deterministic, comparable across runs)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def import_libraries() -> None:
+    """Import now what loading a pipeline imports lazily: diffusers, every family's pipeline class
+    and the transformers models it uses (with torch, tens of seconds the first time in a process on
+    a busy CPU), so that a caller can pay it ahead, or in a thread while it reports progress."""
+    import diffusers
+
+    from . import api  # noqa: F401  (the loop, the audit, what erase imports)
+    from .families import FAMILIES
+
+    for family in FAMILIES:
+        getattr(diffusers, family.pipeline_class)
