@@ -9,7 +9,8 @@ the rates measured on that base already include what they change, such as the ba
   the latents the original model draws (the training pairs the steps reach, and the held-out
   sets) x sampler steps. A cold latent cache is assumed: a job whose latents are cached prepares
   faster than its estimate;
-- unlearning: steps x batch_size;
+- unlearning: steps x batch_size, per method (`unlearning:rg`...: a step of rg or graddiff takes
+  two gradients, one of ga or esd one);
 - evaluating: the before and after sample grids (forget and retain, at most 4 prompts each)
   x sampler steps;
 - auditing: per mode (`auditing:quick`, `auditing:full`; none when off): concepts x held-out
@@ -20,7 +21,7 @@ A stage's rate is the median of its seconds per unit over the newest RECENT reco
 base version on the worker kind that ran the newest of them; with none on that base, the newest
 records of any base, each scaled by the ratio of UNet parameter counts. With no rate for one of
 the job's stages (nothing recorded yet, or that audit mode never ran), there is no estimate (a
-set-up measured at another audit level stands in for a missing one).
+set-up measured at another audit level, or steps of another method, stand in for missing ones).
 This module imports no torch: the gateway estimates at submission.
 """
 
@@ -43,6 +44,7 @@ GRID_SAMPLES = 4  # unlearning.evaluate.Evaluation's num_samples
 # The order a job goes through its stages (evaluating twice: before and after the steps).
 ORDER = ("preparing", "evaluating", "unlearning", "evaluating", "auditing", "writing", "publishing")
 PART_OF = {"setup": "preparing", "latents": "preparing"}  # the stage of a part measured apart
+STAND_INS = ("setup", "unlearning")  # parts whose rate under another audit level or method will do
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def units(work: Work) -> dict[str, float]:
     result = {
         f"setup:{mode}": 1,
         "latents": drawn * c.generation_steps,
-        "unlearning": c.steps * c.batch_size,
+        f"unlearning:{work.method}": c.steps * c.batch_size,
         "evaluating": 2 * 2 * min(GRID_SAMPLES, c.eval_prompts) * c.generation_steps,
         "writing": 1,
         "publishing": 1,
@@ -100,10 +102,10 @@ def rates(records: list[Throughput], unet_parameters: int | None) -> dict[str, f
 
 def plan(job_units: dict[str, float], stage_rates: dict[str, float]) -> dict[str, float] | None:
     """Seconds per stage (`ORDER`'s names); None when a part of the job has no rate. A set-up
-    measured only at another audit level stands in for this one's."""
+    measured only at another audit level, or steps only of other methods, stand in for the job's."""
     stage_rates = dict(stage_rates)
-    for key in [k for k in job_units if k.startswith("setup:") and k not in stage_rates]:
-        others = [rate for k, rate in stage_rates.items() if k.startswith("setup:")]
+    for key in [k for k in job_units if k.split(":")[0] in STAND_INS and k not in stage_rates]:
+        others = [rate for k, rate in stage_rates.items() if k.split(":")[0] == key.split(":")[0]]
         if others:
             stage_rates[key] = statistics.median(others)
     if not set(job_units) <= set(stage_rates):

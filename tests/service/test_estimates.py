@@ -24,7 +24,7 @@ def test_units_follow_the_hyperparameters_and_the_audit():
     units = estimates.units(estimates.Work("rg", SMALL, "quick", concepts=2))
     # rg draws a retain latent for each forget one: (min(10 x 4, 100) x 2 + 2 x 8 held out) x 5 sampler steps
     assert units["latents"] == (40 * 2 + 16) * 5 and units["setup:quick"] == 1
-    assert units["unlearning"] == 40 and units["evaluating"] == 2 * 2 * 4 * 5
+    assert units["unlearning:rg"] == 40 and units["evaluating"] == 2 * 2 * 4 * 5
     assert units["auditing:quick"] == 2 * 8 * 5 and (units["writing"], units["publishing"]) == (1, 1)
     esd = estimates.units(estimates.Work("esd", SMALL | {"num_prompts": 30}, "off"))
     assert esd["latents"] == (30 + 16) * 5 and not any(s.startswith("auditing") for s in esd) and "setup:off" in esd
@@ -43,8 +43,10 @@ def test_a_plan_needs_a_rate_for_every_stage_of_the_job():
     assert estimates.plan(units, rates) == {"preparing": 8.0, "unlearning": 8.0, "auditing": 6.0}  # set-up + latents
     assert estimates.total(estimates.plan(units, rates)) == 22.0
     assert estimates.plan(units | {"auditing:full": 1}, rates) is None  # never measured: no estimate
-    off = {"setup:off": 1, "latents": 10}
-    assert estimates.plan(off, rates) == {"preparing": 8.0}  # the quick audit's set-up stands in
+    off = {"setup:off": 1, "latents": 10, "unlearning:esd": 2}
+    rates = rates | {"unlearning:rg": 1.0, "unlearning:ga": 3.0}
+    # the quick audit's set-up and the other methods' steps (their median) stand in
+    assert estimates.plan(off, rates) == {"preparing": 8.0, "unlearning": 2 * 2.0}
     assert estimates.total(None) is None
 
 
@@ -97,8 +99,8 @@ def test_a_job_gets_an_estimate_once_a_job_on_its_base_has_been_measured(client,
     body = {"base_model": {"name": "tiny"}, "concepts": ["van gogh"], "hyperparameters": SMALL, "audit": "off"}
     first = client.post("/v1/jobs", json=body, headers=KEY_A).json()
     assert (first["estimated_seconds"], first["estimated_finish_at"]) == (None, None)
-    store.add(made_up(parameters=None, latents=0.01, unlearning=0.5, evaluating=0.02, writing=1.0, publishing=2.0,
-                      **{"setup:off": 3.0}))
+    store.add(made_up(parameters=None, latents=0.01, evaluating=0.02, writing=1.0, publishing=2.0,
+                      **{"setup:off": 3.0, "unlearning:rg": 0.5}))
     store.commit()
     job = client.post("/v1/jobs", json=body, headers=KEY_A).json()
     assert job["estimated_seconds"] == pytest.approx(3.0 + 96 * 5 * 0.01 + 40 * 0.5 + 80 * 0.02 + 1.0 + 2.0)
