@@ -27,7 +27,7 @@ class Style:
 STYLES = (
     Style("red", ink=(0.85, 0.1, 0.1)),
     Style("blue", ink=(0.1, 0.2, 0.9)),
-    Style("inverted", ink=WHITE, paper=BLACK),
+    Style("green", ink=(0.05, 0.55, 0.1)),
     Style("stripes", ink=BLACK, texture="stripes"),
     Style("dots", ink=BLACK, texture="dots"),
     Style("grid", ink=BLACK, texture="grid"),
@@ -44,7 +44,7 @@ def texture_mask(texture: str) -> np.ndarray:
     masks = {
         "plain": np.zeros((SIZE, SIZE), bool),
         "stripes": rows % 4 < 2,
-        "dots": (rows % 4 == 1) & (cols % 4 == 1),
+        "dots": (rows % 4 < 2) & (cols % 4 < 2),
         "grid": (rows % 4 == 0) | (cols % 4 == 0),
     }
     return masks[texture]

@@ -26,7 +26,7 @@ from .data import render, to_model_space
 from .prompts import SYNONYMS, TEMPLATES, TEST_TEMPLATES, prompt, vocabulary
 from .styles import NAMES as STYLES
 
-DEFAULTS = replace(TrainingConfig(), vae_steps=400, steps=1500)
+DEFAULTS = replace(TrainingConfig(), vae_steps=300, steps=2000)
 # The unlearning library's defaults for this model, as for the digits model (see there).
 MODEL_DEFAULTS = {"learning_rate": 1e-4, "generation_batch_size": 200}
 
