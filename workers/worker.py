@@ -1,7 +1,9 @@
 """`lethe worker`: one Celery worker process for one GPU, with its reconciler and webhook threads.
 
 The parent process consumes from the `gpu` queue and forks a fresh child for each task
-(`-c 1`, max one task per child); only the child imports torch and touches the GPU.
+(`-c 1`, max one task per child); only the child touches the GPU. The parent imports the
+library (torch, diffusers) once at start, without initialising CUDA, so that each child starts
+with it loaded instead of spending seconds (tens on a busy CPU) importing it for every job.
 On a warm shutdown (SIGTERM, SIGINT) the parent passes SIGTERM on to the child, whose job
 then saves its state and goes back to the queue, and the parent publishes it again once it
 has stopped consuming, for another worker to resume (workers/shutdown.py).
@@ -34,6 +36,9 @@ def make_worker_app(settings) -> Celery:
 
 
 def run_worker(settings, name: str | None = None, loglevel: str = "INFO") -> None:
+    from unlearning.pipeline import import_libraries
+
+    import_libraries()  # before the pool forks its first child; no CUDA call (see the docstring)
     app = make_worker_app(settings)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)

@@ -32,7 +32,7 @@ def test_the_embedded_broker_is_a_folder_under_the_data_dir(tmp_path):
     assert Path(options["data_folder_in"]).is_dir()
 
 
-def test_neither_the_gateway_side_nor_the_worker_parent_imports_torch():
+def test_neither_the_gateway_side_nor_the_worker_modules_import_torch():
     code = ("import sys, workers.app, workers.queue, workers.worker, workers.tasks, service.cli, service.cli.server; "
             "loaded = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
             "assert not loaded, loaded")
