@@ -40,7 +40,8 @@ def autocast(device: torch.device):
 def import_libraries() -> None:
     """Import now what loading a pipeline imports lazily: diffusers, every family's pipeline class
     and the transformers models it uses (with torch, tens of seconds the first time in a process on
-    a busy CPU), so that a caller can pay it ahead, or in a thread while it reports progress."""
+    a busy CPU), so that a caller can pay it ahead: `lethe worker`'s parent, once, before it
+    forks a task child for each job."""
     import diffusers
 
     from . import api  # noqa: F401  (the loop, the audit, what erase imports)

@@ -56,7 +56,6 @@ from workers import shutdown, throughput
 from workers.db_retry import TRANSIENT, retry_db
 from workers.failures import permanent_failure
 from workers.heartbeat import Heartbeat
-from workers.library_import import LibraryImport
 from workers.materialise import materialise
 from workers.reporting import Reporter
 
@@ -166,9 +165,7 @@ class JobRun:
                                                "message": f"{job.base_model} v{job.base_version} does not exist"})
         reporter.clock.plan = self._estimate(job, base)
         reporter.on_progress("preparing", 0, 1)
-        library = LibraryImport()  # beside the base's download, not silently inside the first stage
         folder = materialise(self.storage, base, self.settings.cache_dir)
-        library.wait(lambda: reporter.on_progress("preparing", 0, 1))
         if self._should_stop(beat):
             return self._stopped(beat)
         out = self.work / "out"

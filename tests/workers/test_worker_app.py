@@ -37,3 +37,10 @@ def test_neither_the_gateway_side_nor_the_worker_modules_import_torch():
             "loaded = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
             "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_import_libraries_loads_what_a_job_imports_lazily():
+    code = ("import sys; from unlearning.pipeline import import_libraries; import_libraries(); "
+            "missing = {'torch', 'diffusers', 'unlearning.api', 'diffusers.pipelines.stable_diffusion_xl'} - set(sys.modules); "
+            "assert not missing, missing")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
