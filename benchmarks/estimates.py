@@ -3,16 +3,16 @@ digits model (models/digits).
 
 Each job runs `unlearning.erase` (the library, not a `lethe serve` worker: no base download and
 no publishing to time) in a fresh Python process, as a worker runs each job in a fresh child
-(torch and the pipeline are loaded cold every time, in a thread: workers/library_import.py),
-with the worker's own reporting path: its progress goes through `workers.reporting.Reporter`
+(torch and diffusers are imported first, outside the timing, as a worker's parent has them
+loaded before it forks the child), with the worker's own reporting path: its progress goes through `workers.reporting.Reporter`
 and `StageClock`, and once it has succeeded
 `workers.throughput.record` stores what it measured in a migrated SQLite database, exactly as a
 worker does. Before each job, `service.estimates.estimate` (what the gateway calls at submission)
 estimates it from the records so far. The first SEEDING jobs only seed the records; every later
-one is reported: estimate, actual (the wall time from importing the library to the end of its
-erase call), and their ratio. Each job has its own empty latents cache and its own seed (the
+one is reported: estimate, actual (the wall time of the job's reporting and its erase call),
+and their ratio. Each job has its own empty latents cache and its own seed (the
 estimate assumes a cold cache). Each job also reports, per stage, the longest wait before a
-progress call of that stage (`longest_silence_s`; the first stage's counts from the import).
+progress call of that stage (`longest_silence_s`).
 
     python benchmarks/estimates.py --json benchmarks/estimates.json
 """
@@ -70,14 +70,15 @@ class Silences:
 
 def run_job(number: int, database_url: str, scratch: Path) -> dict:
     """One erasure in this (fresh) process, reported and recorded as a worker does it."""
-    started, silences = time.perf_counter(), Silences()
     import unlearning
+    from unlearning.pipeline import import_libraries
     from service.models import Job
     from workers import throughput
-    from workers.library_import import LibraryImport
     from workers.reporting import Reporter
     from workers.stage_clock import StageClock
 
+    import_libraries()  # as the worker's parent does, before the job's child exists
+    started, silences = time.perf_counter(), Silences()
     hyperparameters, audit = JOBS[number]
     job = Job(id=f"job_bench_{number}", method="rg", hyperparameters=hyperparameters, audit=audit,
               concepts=["seven"], base_model="digits", base_version=1)
@@ -87,8 +88,7 @@ def run_job(number: int, database_url: str, scratch: Path) -> dict:
         silences(stage, step, total)
         reporter.on_progress(stage, step, total)
 
-    progress("preparing", 0, 1)  # as workers/job_run.py: the library's imports in a thread, reporting meanwhile
-    LibraryImport().wait(lambda: progress("preparing", 0, 1))
+    progress("preparing", 0, 1)  # as workers/job_run.py, before the base is materialised
     callbacks = unlearning.Callbacks(on_progress=progress, on_event=reporter.on_event)
     unlearning.erase(MODEL, job.concepts, scratch / f"out-{number}", hyperparameters=hyperparameters, seed=number,
                      cache_dir=scratch / f"cache-{number}", callbacks=callbacks, audit=audit)
@@ -105,6 +105,8 @@ def run_job(number: int, database_url: str, scratch: Path) -> dict:
 
 
 def estimate(sessions, number: int) -> dict[str, float] | None:
+    import_libraries()  # as the worker's parent does, before the job's child exists
+    started, silences = time.perf_counter(), Silences()
     hyperparameters, audit = JOBS[number]
     with sessions() as session:
         return estimates.estimate(session, "digits", 1, estimates.unet_parameters(base_files()),
