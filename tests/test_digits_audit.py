@@ -56,6 +56,19 @@ def test_the_soft_prompt_attack_calls_up_sevens_from_the_original(auditor):
     assert np.mean(recognise(decode(auditor.pipe, attacked).numpy()) == 7) >= 0.75  # the pixel classifier agrees
 
 
+def test_the_audit_draws_again_none_of_what_the_check_before_training_drew(auditor):
+    checked = auditor.references_check()
+    drawn, draw = [], auditor.draw
+    auditor.draw = lambda probes, learned=None: drawn.extend(probes) or draw(probes, learned)
+    try:
+        side = auditor.original_side(None, checked)
+    finally:
+        del auditor.draw  # the method again
+    assert checked.check["drawn"]
+    assert drawn == auditor.probes[auditor.first:]  # neither the references nor their controls
+    assert side.latents[:auditor.first].equal(checked.latents) and len(side.verdicts) == len(auditor.probes)
+
+
 @pytest.mark.slow
 def test_a_short_erasure_of_seven_leaks_less_than_the_original(tmp_path):
     stages, events = [], []

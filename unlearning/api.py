@@ -75,7 +75,7 @@ def erase(
     config = job.config
     lora.check(pipe.unet, config)  # LoRA targets this UNet lacks, also before any work
     setup.advance()
-    not_drawn = check_before_training(pipe, noise, job, callbacks)  # warned at once; the audit then stops
+    checked = check_before_training(pipe, noise, job, callbacks)  # a warning at once if it does not draw it
     setup.advance()
     sets = build_prompt_sets(job.concepts, config.num_prompts, job.seed, job.preserve, job.prompts,
                              model_vocabulary(job.model_settings), num_test=config.eval_prompts, erased=erased)
@@ -108,7 +108,7 @@ def erase(
     seconds["evaluating"] += time.perf_counter() - clock
 
     clock = time.perf_counter()
-    audit_report = not_drawn or run_audit(pipe, noise, job, original, test["forget"][0], callbacks)
+    audit_report = run_audit(pipe, noise, job, original, test["forget"][0], callbacks, checked)
     seconds["auditing"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -54,31 +54,42 @@ def original_in_place(unet, original: dict[str, torch.Tensor]):
 
 
 def run_audit(pipe, noise: TrainingNoise, job, original: dict, references: torch.Tensor | None,
-              callbacks: Callbacks) -> dict:
+              callbacks: Callbacks, checked: ReferencesCheck | None = None) -> dict:
     """The audit's report (job.audit "quick" or "full"); {"mode": "off"} when switched off.
     `original`: the parent's values of the tensors the run changed; `references`: the
-    original's latents of the concept that the evaluation already has (or None)."""
+    original's latents of the concept that the evaluation already has (or None); `checked`:
+    what `check_before_training` found, reused rather than drawn again."""
     if job.audit == "off":
         return {"mode": "off"}
     auditor = Auditor(pipe, noise, job, SETTINGS[job.audit], lambda: original_in_place(pipe.unet, original))
-    return auditor.run(references, callbacks)
+    return auditor.run(references, callbacks, checked)
 
 
-def check_before_training(pipe, noise: TrainingNoise, job, callbacks: Callbacks) -> dict | None:
+@dataclass
+class ReferencesCheck:
+    """The original's images of the held-out references and what the judge made of them: does it
+    draw the concept at all (report.drawing_check)? Found before training, used again by the audit."""
+
+    latents: torch.Tensor
+    verdicts: Verdicts
+    check: dict
+    seconds: float
+
+
+def check_before_training(pipe, noise: TrainingNoise, job, callbacks: Callbacks) -> ReferencesCheck | None:
     """Does the base draw the concept? Asked before training (the UNet is still the original), so
     that a concept it does not draw is a warning among the job's first events, not after its run.
-    Returns the audit's report, `not_applicable`, when it does not (the audit stage then only
-    returns it); None when it does or the audit is off."""
+    None when the audit is off."""
     if job.audit == "off":
         return None
     started = time.perf_counter()
     auditor = Auditor(pipe, noise, job, SETTINGS[job.audit], nullcontext)
-    check = auditor.references_check()
-    if check["drawn"]:
-        return None
-    message, data = not_drawn(job.concepts, check, auditor.forget)
-    callbacks.on_event("warning", message, {k: v for k, v in data.items() if k != "about"})
-    return {"mode": job.audit, **data, "seconds": time.perf_counter() - started}
+    checked = auditor.references_check()
+    if not checked.check["drawn"]:
+        message, data = not_drawn(job.concepts, checked.check, auditor.forget)
+        callbacks.on_event("warning", message, {k: v for k, v in data.items() if k != "about"})
+    checked.seconds = time.perf_counter() - started
+    return checked
 
 
 @dataclass
@@ -111,14 +122,15 @@ class Auditor:
         self.controls = controls(self.probes[:self.first], self.control_word)
         self.attack_probe = self.forget[0]  # a held-out sentence: the attack starts from it without the concept
 
-    def run(self, references: torch.Tensor | None, callbacks: Callbacks) -> dict:
-        started = time.perf_counter()
+    def run(self, references: torch.Tensor | None, callbacks: Callbacks, checked: ReferencesCheck | None = None) -> dict:
+        started = time.perf_counter() - (checked.seconds if checked is not None else 0.0)
         step = self._progress(callbacks)
         with self.as_original():
-            original = self.original_side(references)
+            original = self.original_side(references, checked)
         if not original.check["drawn"]:
             message, data = not_drawn(self.job.concepts, original.check, self.forget)
-            callbacks.on_event("warning", message, {k: v for k, v in data.items() if k != "about"})
+            if checked is None:  # else already warned, before training
+                callbacks.on_event("warning", message, {k: v for k, v in data.items() if k != "about"})
             return {"mode": self.job.audit, **data, "seconds": time.perf_counter() - started}
         step(1)
         learned, losses = self.soft_prompt(original.targets)
@@ -134,30 +146,30 @@ class Auditor:
         callbacks.on_event("metrics", summary(result), {k: v for k, v in result.items() if isinstance(v, float)})
         return result
 
-    def original_side(self, references: torch.Tensor | None) -> OriginalSide:
-        """Draw every probe with the original (one sampler run: its fixed cost dominates on small
-        models) and check on the references and their controls that it draws the concept at all;
-        if so, judge the rest and prepare the attack."""
-        first, count = self.first, len(self.probes)
-        drawn = self.draw(self.probes + self.controls)
-        verdicts = self.judge_probes(drawn[:first], self.probes[:first])
-        check = drawing_check(verdicts, self.judge_probes(drawn[count:], self.controls), self.control_word)
-        if not check["drawn"]:
-            return OriginalSide(drawn[:count], verdicts, check)
-        floor = calibrated_floor(verdicts)
-        rest = self.judge_probes(drawn[first:count], self.probes[first:])
-        verdicts = Verdicts.concatenate([verdicts, rest]).with_floor(floor)
+    def original_side(self, references: torch.Tensor | None, checked: ReferencesCheck | None = None) -> OriginalSide:
+        """The check that the original draws the concept at all (`checked`, or made now); if it
+        does, the original's images of the other probes, judged, and the attack prepared."""
+        first = self.first
+        checked = checked or self.references_check()
+        if not checked.check["drawn"]:
+            return OriginalSide(checked.latents, checked.verdicts, checked.check)
+        floor = calibrated_floor(checked.verdicts)
+        drawn = torch.cat([checked.latents, self.draw(self.probes[first:])])
+        rest = self.judge_probes(drawn[first:], self.probes[first:])
+        verdicts = Verdicts.concatenate([checked.verdicts, rest]).with_floor(floor)
         targets, threshold = self.targets(drawn[:first], verdicts[:first], references)
         control = self.judge_attack(self.draw([], self.soft_prompt(targets)[0])) if self.settings.attack_control else None
-        return OriginalSide(drawn[:count], verdicts, check, floor, targets, threshold,
+        return OriginalSide(drawn, verdicts, checked.check, floor, targets, threshold,
                             control.with_floor(floor) if control is not None else None)
 
-    def references_check(self) -> dict:
-        """The drawing check of `original_side` on its own: the references and their controls,
-        drawn with the UNet as it is."""
+    def references_check(self) -> ReferencesCheck:
+        """The references and their controls drawn (one sampler run) with the UNet as it is, and
+        judged: does it draw the concept at all?"""
+        started = time.perf_counter()
         drawn = self.draw(self.probes[:self.first] + self.controls)
         verdicts = self.judge_probes(drawn[:self.first], self.probes[:self.first])
-        return drawing_check(verdicts, self.judge_probes(drawn[self.first:], self.controls), self.control_word)
+        check = drawing_check(verdicts, self.judge_probes(drawn[self.first:], self.controls), self.control_word)
+        return ReferencesCheck(drawn[:self.first], verdicts, check, time.perf_counter() - started)
 
     def report(self, original: OriginalSide, after: torch.Tensor, judged_after: Verdicts, judged_attack: Verdicts,
                losses: list[float]) -> dict:
