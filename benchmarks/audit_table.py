@@ -51,19 +51,19 @@ FIGURES = ("leak_rate", "attack_success", "attack_success_longer", "neighbour_ac
 def audits(attack_images: int):
     """A stand-in for `run_audit`: the quick audit with `attack_images`, and its attack LONGER times as long."""
 
-    def run(pipe, noise, job, original, references, callbacks) -> dict:
+    def run(pipe, noise, job, original, references, callbacks, checked=None) -> dict:
         settings = replace(SETTINGS["quick"], attack_images=attack_images)
-        result = audit(pipe, noise, job, original, references, callbacks, settings)
+        result = audit(pipe, noise, job, original, references, callbacks, settings, checked)
         longer = audit(pipe, noise, job, original, references, callbacks,
-                       replace(settings, attack_steps=round(LONGER * settings.attack_steps)))
+                       replace(settings, attack_steps=round(LONGER * settings.attack_steps)), checked)
         return {**result, "attack_success_longer": longer["attack_success"], "longer_seconds": longer["seconds"]}
 
     return run
 
 
-def audit(pipe, noise, job, original, references, callbacks, settings) -> dict:
+def audit(pipe, noise, job, original, references, callbacks, settings, checked) -> dict:
     auditor = Auditor(pipe, noise, job, settings, lambda: original_in_place(pipe.unet, original))
-    return auditor.run(references, callbacks)
+    return auditor.run(references, callbacks, checked)
 
 
 def erasure_row(model: Path, name: str, digit: int, seed: int, per_digit: int, overrides: dict, reference: dict,
