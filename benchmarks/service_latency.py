@@ -1,7 +1,7 @@
 """Latency of `GET /v1/jobs/{id}` under a steady 200 requests/s, against a real uvicorn server.
 
-The gateway runs in its own process (one uvicorn worker, the embedded SQLite database by
-default). The load generator, in this process, sends on a fixed open-loop schedule over
+The gateway runs in its own process, started as an operator starts it (`lethe gateway`: one
+uvicorn worker, its access log on, here to /dev/null; the embedded SQLite database by default). The load generator, in this process, sends on a fixed open-loop schedule over
 keep-alive loopback connections and measures each request from its *scheduled* start, so a
 slow answer that delays the next sends is counted, not hidden (no coordinated omission).
 The same load on `GET /livez` (no database, no auth) is the baseline, for the ratio.
@@ -34,14 +34,6 @@ TIMEOUT_S = 10.0
 CONTENT_LENGTH = re.compile(rb"content-length: *(\d+)", re.IGNORECASE)
 ROOT = Path(__file__).resolve().parent.parent
 
-SERVER = """
-import sys, uvicorn
-from service.app import create_app
-from service.settings import Settings
-uvicorn.run(create_app(Settings()), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-            timeout_keep_alive=60)
-"""
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -67,7 +59,8 @@ def prepare(env: dict) -> str:
 
 
 def start_server(env: dict, port: int) -> subprocess.Popen:
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env=os.environ | env, cwd=ROOT)
+    command = [sys.executable, "-m", "service.cli", "gateway", "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(command, env=os.environ | env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
