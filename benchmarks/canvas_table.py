@@ -35,7 +35,7 @@ from unlearning.canvas.protocol import scores
 from unlearning.canvas.sampling import accuracies, draw_pairs, load_pipeline
 
 METHODS = ("rg", "graddiff", "ga", "esd")
-DEFAULT_STYLES = ("dots", "red", "grid")
+DEFAULT_STYLES = ("dots", "red", "stripes")
 DEFAULT_DIGITS = ("seven", "three", "zero")
 
 

@@ -1,9 +1,12 @@
-"""The canvas model's data and judges: scikit-learn's digits drawn in eight styles, and two
-classifiers, trained on digits the generator never saw, that tell the digit and the style."""
+"""The canvas model (models/canvas): scikit-learn's digits drawn in eight styles, two
+classifiers, trained on digits the generator never saw, that tell the digit and the style, and
+a generator that draws both as asked and stops drawing a style it was made to forget."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from unlearning.canvas.data import render
 from unlearning.canvas.judges import held_out_accuracy, recognise
 from unlearning.canvas.prompts import TEMPLATES, TEST_TEMPLATES, prompt, vocabulary
+from unlearning.canvas.sampling import accuracies, draw_pairs, load_pipeline
 from unlearning.canvas.styles import NAMES as STYLES
 from unlearning.canvas.train import lethe_config
 from unlearning.digits.data import CLASSES as DIGITS, load_split
@@ -66,3 +70,44 @@ def test_protocol_scores_follow_the_kind_of_what_was_erased():
     assert chain["UA"] == 0.75 and chain["CRA"] is None
     with pytest.raises(ValueError, match="'purple'"):
         scores(accuracy, ["purple"])
+
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "canvas"
+SAMPLED = [(7, STYLES.index("dots")), (1, STYLES.index("red")), (4, STYLES.index("green")), (0, STYLES.index("stripes"))]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """Loaded with the stock pipeline, nothing added: the folder alone must be enough."""
+    return load_pipeline(MODEL)
+
+
+def test_folder_holds_both_kinds_of_class_and_defaults_give_16x16_images(pipe):
+    settings = json.loads((MODEL / "lethe.json").read_text())
+    assert settings["prompts"]["classes"] == {"style": list(STYLES), "digit": list(DIGITS)}
+    assert pipe.unet.config.sample_size * pipe.vae_scale_factor == 16
+    for word in DIGITS + STYLES:
+        assert len(pipe.tokenizer(word).input_ids) == 3  # start, the word, end
+
+
+def test_model_draws_the_digit_and_the_style_asked_for(pipe):
+    accuracy = accuracies(draw_pairs(pipe, SAMPLED, per_pair=6, seed=0))
+    assert next(iter(draw_pairs(pipe, SAMPLED[:1], per_pair=1, seed=0).values())).shape == (1, 16, 16, 3)
+    for pair, found in accuracy.items():
+        assert found["digit"] >= 0.6 and found["style"] >= 0.8, (pair, found)
+
+
+@pytest.mark.slow
+def test_short_rg_erasure_of_a_style_stops_it_and_keeps_the_digit(pipe, tmp_path):
+    import unlearning
+
+    quick = {"steps": 30, "num_prompts": 48, "generation_steps": 10, "eval_prompts": 0}
+    result = unlearning.erase(MODEL, ["dots"], tmp_path / "out", method="rg", hyperparameters=quick, seed=0, audit="off")
+    pairs = [(7, STYLES.index("dots")), (1, STYLES.index("dots")), (4, STYLES.index("red"))]
+    before = accuracies(draw_pairs(pipe, pairs, per_pair=8, seed=1))
+    after = accuracies(draw_pairs(load_pipeline(result.out), pairs, per_pair=8, seed=1))
+    dots = pairs[:2]
+    assert min(before[p]["style"] for p in dots) >= 0.75
+    assert max(after[p]["style"] for p in dots) <= 0.5  # dots are no longer drawn...
+    assert min(after[p]["digit"] for p in dots) >= 0.6  # ...the digit still is
+    assert after[pairs[2]]["style"] >= 0.75 and after[pairs[2]]["digit"] >= 0.6
