@@ -8,18 +8,16 @@ numeral) and the style, in one of the training phrasings, a tenth of the prompts
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import StableDiffusionPipeline
 
 from ..digits.data import CLASSES as DIGITS, load_split
-from ..digits.train import TrainingConfig, fit_denoiser, train_vae
+from ..digits.train import TrainingConfig, fit_denoiser, train_vae, training_note, write_folder
 from ..tokenizer import make_clip_tokenizer
 from .components import MAX_TOKENS, make_scheduler, make_text_encoder, make_unet, make_vae
 from .data import render, to_model_space
@@ -29,10 +27,6 @@ from .styles import NAMES as STYLES
 DEFAULTS = replace(TrainingConfig(), vae_steps=300, steps=2000)
 # The unlearning library's defaults for this model, as for the digits model (see there).
 MODEL_DEFAULTS = {"learning_rate": 1e-4, "generation_batch_size": 200}
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
 
 
 def prompt_table(tokenizer) -> torch.Tensor:
@@ -88,27 +82,10 @@ def train(out: str | Path, config: TrainingConfig = DEFAULTS, command: str = "")
 
     fit_denoiser(unet, text_encoder, scheduler, posterior, vae.config.scaling_factor, prompt_table(tokenizer),
                  rows, config, rng)
-    pipe = StableDiffusionPipeline(
-        unet=unet.eval(), vae=vae, text_encoder=text_encoder.eval(), tokenizer=tokenizer, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.save_pretrained(out, safe_serialization=True)
-    shutil.rmtree(out / "_tokenizer_files")
-    minutes = (time.monotonic() - started) / 60
-    (out / "lethe.json").write_text(json.dumps(lethe_config(), indent=2) + "\n")
-    (out / "TRAINING.md").write_text(_training_note(config, command, minutes))
-    _log(f"wrote {out} in {minutes:.1f} min")
-    return out
-
-
-def _training_note(config: TrainingConfig, command: str, minutes: float) -> str:
-    settings = "\n".join(f"- {k}: {v}" for k, v in asdict(config).items())
-    return (
-        "# How this folder was made\n\n"
-        f"```sh\n{command or 'python -m unlearning.canvas train --out models/canvas'}\n```\n\n"
-        "From scikit-learn's bundled `load_digits` (generator part of the fixed split in "
-        "`unlearning/digits/data.py`), each digit drawn in the eight styles of "
-        "`unlearning/canvas/styles.py`, on CPU, seeded.\n\n"
-        f"{settings}\n\nTraining took {minutes:.1f} minutes on the machine that made it "
-        f"({torch.get_num_threads()} torch threads).\n"
-    )
+    parts = {"unet": unet.eval(), "vae": vae, "text_encoder": text_encoder.eval(), "tokenizer": tokenizer,
+             "scheduler": scheduler}
+    command = command or "python -m unlearning.canvas train --out models/canvas"
+    source = ("From scikit-learn's bundled `load_digits` (generator part of the fixed split in "
+              "`unlearning/digits/data.py`), each digit drawn in the eight styles of "
+              "`unlearning/canvas/styles.py`, on CPU, seeded.")
+    return write_folder(out, parts, lethe_config(), training_note(config, command, source), started)

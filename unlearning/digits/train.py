@@ -168,26 +168,28 @@ def train(out: str | Path, config: TrainingConfig = TrainingConfig(), command: s
         shutil.rmtree(out)
     tokenizer = make_clip_tokenizer(out / "_tokenizer_files", vocabulary(), max_length=MAX_TOKENS)
     unet, text_encoder, scheduler = train_denoiser(posterior, labels, tokenizer, vae.config.scaling_factor, config, rng)
-    pipe = StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
+    parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+    command = command or "python -m unlearning.digits train --out models/digits"
+    source = ("From scikit-learn's bundled `load_digits` (generator part of the fixed split in "
+              "`unlearning/digits/data.py`), on CPU, seeded.")
+    return write_folder(out, parts, lethe_config(), training_note(config, command, source), started)
+
+
+def write_folder(out: Path, parts: dict, lethe: dict, note: str, started: float) -> Path:
+    """The pipeline of `parts` (unet, vae, text_encoder, tokenizer, scheduler) saved to `out`, less its
+    tokenizer's build files, with its lethe.json and TRAINING.md (`note`, then the training time)."""
+    pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(out, safe_serialization=True)
     shutil.rmtree(out / "_tokenizer_files")
     minutes = (time.monotonic() - started) / 60
-    (out / "lethe.json").write_text(json.dumps(lethe_config(), indent=2) + "\n")
-    (out / "TRAINING.md").write_text(_training_note(config, command, minutes))
+    (out / "lethe.json").write_text(json.dumps(lethe, indent=2) + "\n")
+    (out / "TRAINING.md").write_text(f"{note}\n\nTraining took {minutes:.1f} minutes on the machine that made it "
+                                     f"(torch threads: {torch.get_num_threads()}).\n")
     _log(f"wrote {out} in {minutes:.1f} min")
     return out
 
 
-def _training_note(config: TrainingConfig, command: str, minutes: float) -> str:
+def training_note(config, command: str, source: str) -> str:
+    """TRAINING.md's head: the command, where the data came from, every setting."""
     settings = "\n".join(f"- {k}: {v}" for k, v in asdict(config).items())
-    return (
-        "# How this folder was made\n\n"
-        f"```sh\n{command or 'python -m unlearning.digits train --out models/digits'}\n```\n\n"
-        "From scikit-learn's bundled `load_digits` (generator part of the fixed split in "
-        "`unlearning/digits/data.py`), on CPU, seeded.\n\n"
-        f"{settings}\n\nTraining took {minutes:.1f} minutes on the machine that made it "
-        f"({torch.get_num_threads()} torch threads).\n"
-    )
+    return f"# How this folder was made\n\n```sh\n{command}\n```\n\n{source}\n\n{settings}"
