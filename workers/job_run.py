@@ -10,7 +10,7 @@ states and keeps the database informed:
   cancel ends it within a second or so of its next safe point;
 - erase from the base version's local folder. The resumable state lives in the storage
   (`jobs/<job id>/state.pt`), so that any worker, on any machine, continues where this
-  attempt stopped: it is downloaded into `<data_dir>/work/<job id>/state` before `erase`,
+  attempt stopped: it is downloaded into `<data_dir>/work/<job id>/attempt-<n>/state` before `erase`,
   uploaded after each save (every `save_every` steps, and when the loop stops on request)
   and deleted when the job ends. This worker's disk keeps no copy once the attempt is over;
 - on its worker's shutdown (SIGTERM, workers/shutdown.py) the loop stops at its next step,
@@ -36,6 +36,7 @@ the job goes on (the next save tries again; until then the store holds the previ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -97,7 +98,7 @@ class JobRun:
         self.sessions = sessions
         self.storage = storage
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self.work = Path(settings.work_dir) / job_id
+        self.work = Path(settings.work_dir) / job_id  # its attempt's own folder once claimed
         self._status_read_at = 0.0
 
     @classmethod
@@ -120,11 +121,24 @@ class JobRun:
                 return None
             if job.id != self.job_id:
                 log.info("the message of job %s runs job %s, first in the fair order", self.job_id, job.id)
-                self.job_id, self.work = job.id, Path(self.settings.work_dir) / job.id
-            try:
+            with self._attempt_folder(job):
                 return self._run_claimed(job)
-            finally:
-                shutil.rmtree(self.work, ignore_errors=True)  # the store holds the state; nothing here to keep
+
+    @contextlib.contextmanager
+    def _attempt_folder(self, job: Job):
+        """Work in a folder of this attempt's own, removed after it (the store holds the state).
+
+        Two workers may share a disk: one whose lease lapsed goes on writing in its folder until
+        its next safe point while the job's next attempt starts; neither may delete the other's.
+        """
+        self.job_id = job.id
+        self.work = Path(self.settings.work_dir) / job.id / f"attempt-{job.attempt}"
+        try:
+            yield self.work
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.work.parent.rmdir()  # the job's folder, unless another attempt still works in it
 
     def _run_claimed(self, job: Job) -> str | None:
         renew = lambda: self.call(jobs.heartbeat, self.job_id, self.worker)  # noqa: E731
