@@ -14,13 +14,19 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# One kept connection per thread that may hold a session at once (anyio's 40 for the routes,
+# 8 for event streams: service/api/deps.py), so that a burst opens no connection of the pool's
+# overflow: each one opened and closed again cost a request its connect and its pragmas, the
+# tail of GET /v1/jobs/{id}. SQLite connections are cheap to keep.
+SQLITE_POOL_SIZE = 48
 
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL and a busy timeout so gateway and worker share it."""
     if url.startswith("sqlite"):
         _make_sqlite_folder(url)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
