@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import fields, replace
 
+from ..digits.train import add_training_options, configured
 from .train import DEFAULTS, train
 
 
 def _train(args) -> int:
-    overrides = {f.name: getattr(args, f.name) for f in fields(DEFAULTS) if getattr(args, f.name) is not None}
     command = "python -m unlearning.canvas " + shlex.join(sys.argv[1:])
-    train(args.out, replace(DEFAULTS, **overrides), command=command)
+    train(args.out, configured(args, DEFAULTS), command=command)
     return 0
 
 
@@ -28,8 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     train_parser = commands.add_parser("train", help="train the canvas model into a pipeline folder")
     train_parser.add_argument("--out", required=True)
-    for f in fields(DEFAULTS):
-        train_parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None)
+    add_training_options(train_parser)
     check = commands.add_parser("check", help="does the model draw the digit and the style asked for?")
     check.add_argument("--model", default="models/canvas")
     check.add_argument("--per-pair", type=int, default=10, help="images per style x digit pair")

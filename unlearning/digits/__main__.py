@@ -5,20 +5,18 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import fields
 
 from .classifier import held_out_accuracy
 from .prompts import TEMPLATES, TEST_TEMPLATES
 from .sampling import accuracy_by_digit, accuracy_table, draw_digits, load_pipeline
-from .train import TrainingConfig, train
+from .train import TrainingConfig, add_training_options, configured, train
 
 MEAN_TARGET, EACH_TARGET = 0.80, 0.60
 
 
 def _train(args) -> int:
-    overrides = {f.name: getattr(args, f.name) for f in fields(TrainingConfig) if getattr(args, f.name) is not None}
     command = "python -m unlearning.digits " + shlex.join(sys.argv[1:])
-    train(args.out, TrainingConfig(**overrides), command=command)
+    train(args.out, configured(args, TrainingConfig()), command=command)
     return 0
 
 
@@ -43,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     train_parser = commands.add_parser("train", help="train the digits model into a pipeline folder")
     train_parser.add_argument("--out", required=True)
-    for f in fields(TrainingConfig):
-        train_parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None)
+    add_training_options(train_parser)
     check = commands.add_parser("check", help="does the model draw the digit asked for?")
     check.add_argument("--model", default="models/digits")
     check.add_argument("--per-digit", type=int, default=50)

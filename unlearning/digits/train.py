@@ -12,7 +12,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,18 @@ class TrainingConfig:
     warmup_steps: int = 100
     empty_prompt_share: float = 0.1
     numeral_share: float = 0.2
+
+
+def add_training_options(parser) -> None:
+    """An option `--<name>` for each TrainingConfig field (digits and canvas models alike)."""
+    for f in fields(TrainingConfig):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None)
+
+
+def configured(args, defaults: TrainingConfig) -> TrainingConfig:
+    """`defaults` with the options given on the command line (`add_training_options`)."""
+    return replace(defaults, **{f.name: getattr(args, f.name) for f in fields(TrainingConfig)
+                                if getattr(args, f.name) is not None})
 
 
 def _log(message: str) -> None:
