@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from itertools import product
 
+import numpy as np
+import torch
+
 from ..digits.data import CLASSES as DIGITS
-from .judges import held_out_accuracy
+from .data import to_model_space
+from .judges import held_out_accuracy, held_out_renderings, recognise
 from .prompts import TEMPLATES, TEST_TEMPLATES
 from .sampling import accuracies, draw_pairs, load_pipeline, mean_accuracy
 from .styles import NAMES as STYLES
@@ -26,10 +30,27 @@ def table(accuracy: dict) -> str:
     return "\n".join(lines)
 
 
+@torch.no_grad()
+def round_trip_accuracy(vae, per_style: int = 200) -> dict[str, float]:
+    """Style accuracy of the judge's held-out renderings once encoded and decoded by `vae`: what
+    the autoencoder lets the model draw at best, style by style."""
+    drawn = held_out_renderings()
+    found = {}
+    for s, name in enumerate(STYLES):
+        images = drawn.images[drawn.styles == s][:per_style]
+        latents = vae.encode(torch.from_numpy(to_model_space(images))).latent_dist.mean
+        decoded = (vae.decode(latents).sample.permute(0, 2, 3, 1).numpy() + 1.0) / 2.0
+        found[name] = float(np.mean(recognise(decoded.clip(0.0, 1.0), "style") == s))
+    return found
+
+
 def check(model: str, per_pair: int, seed: int, all_templates: bool = False) -> bool:
     print(f"judges' accuracy on the held-out renderings: digit {held_out_accuracy('digit'):.4f}, "
           f"style {held_out_accuracy('style'):.4f}")
     pipe = load_pipeline(model)
+    ceiling = round_trip_accuracy(pipe.vae)
+    print("style accuracy of those renderings after the model's autoencoder (encode, decode): "
+          + ", ".join(f"{name} {value:.2f}" for name, value in ceiling.items()))
     passed = True
     for template in (TEMPLATES + TEST_TEMPLATES) if all_templates else TEMPLATES[:1]:
         accuracy = accuracies(draw_pairs(pipe, ALL_PAIRS, per_pair, seed, template))

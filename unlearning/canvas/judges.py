@@ -46,8 +46,13 @@ def judge(kind: str) -> Pipeline:
     return model.fit(_features(drawn.images), _labels(drawn, kind))
 
 
+def held_out_renderings() -> Renderings:
+    """Every style of the judge's held-out digits: images neither the judges nor the generator saw."""
+    return _renderings("judge_test")
+
+
 def held_out_accuracy(kind: str) -> float:
-    drawn = _renderings("judge_test")
+    drawn = held_out_renderings()
     return float(judge(kind).score(_features(drawn.images), _labels(drawn, kind)))
 
 
