@@ -176,9 +176,9 @@ def embedded(tmp_path, tiny_base) -> Deployment:
 
 @pytest.fixture
 def workers():
-    """Start workers with `workers.append(deployment.start_worker())`; all are stopped after the test."""
+    """Start workers with `workers.append(deployment.start_worker())`; all are killed after the test."""
     started = []
     yield started
     for worker in started:
-        worker.stop()
+        worker.close()
         print(f"--- {worker.log.name} (shown when the test fails) ---\n{worker.output()[-6000:]}")

@@ -86,11 +86,18 @@ class LetheProcess:
         self._log_file.close()
 
 
+    def close(self) -> None:
+        """Kill the group at once, for a test that is over: no warm shutdown (an idle `serve` takes
+        7-10 s to stop its worker). A `serve`'s worker, in a session of its own, is not in the
+        group: it stops itself once it sees `serve` gone (service/cli/server.py)."""
+        self.kill()
+        self._log_file.close()
+
+
 class WorkerProcess(LetheProcess):
     def stop(self, grace_s: float = 0.0) -> None:
         """Tests need no warm shutdown (it waits for the pool): kill the group at once."""
-        self.kill()
-        self._log_file.close()
+        self.close()
 
 
 def start_worker(env: dict[str, str], log: Path) -> LetheProcess:
