@@ -10,7 +10,7 @@ states and keeps the database informed:
   cancel ends it within a second or so of its next safe point;
 - erase from the base version's local folder. The resumable state lives in the storage
   (`jobs/<job id>/state.pt`), so that any worker, on any machine, continues where this
-  attempt stopped: it is downloaded into `<data_dir>/work/<job id>/attempt-<n>/state` before `erase`,
+  attempt stopped: it is downloaded into `<data_dir>/work/<job id>/attempt-<n>-<unique>/state` before `erase`,
   uploaded after each save (every `save_every` steps, and when the loop stops on request)
   and deleted when the job ends. This worker's disk keeps no copy once the attempt is over;
 - on its worker's shutdown (SIGTERM, workers/shutdown.py) the loop stops at its next step,
@@ -41,6 +41,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,16 @@ class Outcome:
     result: dict | None = None
 
 
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A new folder of a unique name in `parent`, made with `parent` if needed."""
+    while True:
+        parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        except FileNotFoundError:  # another attempt's cleanup removed the empty parent just now
+            continue
+
+
 class JobRun:
     def __init__(self, settings, job_id: str, sessions: sessionmaker[Session], storage: Storage):
         self.settings = settings
@@ -130,9 +141,11 @@ class JobRun:
 
         Two workers may share a disk: one whose lease lapsed goes on writing in its folder until
         its next safe point while the job's next attempt starts; neither may delete the other's.
+        The name is unique, not just the attempt's number: a job handed back on SIGTERM keeps its
+        number, and its next worker may start before the stopping one has cleaned up.
         """
         self.job_id = job.id
-        self.work = Path(self.settings.work_dir) / job.id / f"attempt-{job.attempt}"
+        self.work = _new_folder(Path(self.settings.work_dir) / job.id, prefix=f"attempt-{job.attempt}-")
         try:
             yield self.work
         finally:
