@@ -1,6 +1,6 @@
 """The UnlearnCanvas protocol on the canvas model (models/canvas): erase styles and digits.
 
-Jobs, each run with every method and seed (`unlearning.erase`, the method's defaults
+Jobs, each run with every method (and rg in its robust mode) and seed (`unlearning.erase`, the method's defaults
 overridden only by the model's lethe.json and any --set; no audit):
 
 - style: erase one style (each of --styles);
@@ -34,7 +34,14 @@ from unlearning.canvas.judges import held_out_accuracy
 from unlearning.canvas.protocol import scores
 from unlearning.canvas.sampling import accuracies, draw_pairs, load_pipeline
 
-METHODS = ("rg", "graddiff", "ga", "esd")
+ROBUST = {"adversarial_steps": 50}  # as in audit_table.py: the quick audit's attack length
+VARIANTS = {  # name: (method, hyperparameters beyond the model's lethe.json and --set)
+    "rg": ("rg", {}),
+    "graddiff": ("graddiff", {}),
+    "ga": ("ga", {}),
+    "esd": ("esd", {}),
+    "rg+robust": ("rg", ROBUST),
+}
 DEFAULT_STYLES = ("dots", "red", "stripes")
 DEFAULT_DIGITS = ("seven", "three", "zero")
 
@@ -57,13 +64,15 @@ def judged(folder: Path, seed: int, per_pair: int) -> dict:
     return accuracies(draw_pairs(load_pipeline(folder), ALL_PAIRS, per_pair, seed))
 
 
-def run_job(model: Path, method: str, stages: list[list[str]], seed: int, overrides: dict, work: Path):
+def run_job(model: Path, variant: str, stages: list[list[str]], seed: int, overrides: dict, work: Path):
     """Erase stage after stage; the last version's folder and the seconds of all erase() calls."""
+    method, extra = VARIANTS[variant]
+    hyperparameters = {**overrides, **extra}
     base, erased, seconds = model, [], 0.0
     for i, concepts in enumerate(stages):
         out = work / f"{method}-{seed}-{i}"
         started = time.perf_counter()
-        unlearning.erase(base, concepts, out, method=method, seed=seed, hyperparameters=overrides or None,
+        unlearning.erase(base, concepts, out, method=method, seed=seed, hyperparameters=hyperparameters or None,
                          cache_dir=work / "cache", audit="off", erased=erased)
         seconds += time.perf_counter() - started
         if base != model:
@@ -103,7 +112,8 @@ def main(argv=None) -> int:
     parser.add_argument("--digits", nargs="+", default=list(DEFAULT_DIGITS))
     parser.add_argument("--jobs", nargs="+", default=["style", "digit", "multi", "chain"],
                         choices=["style", "digit", "multi", "chain"])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                        help=f"rg+robust is rg with {ROBUST}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--per-pair", type=int, default=5, help="images drawn per style x digit pair and model")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
@@ -131,6 +141,7 @@ def main(argv=None) -> int:
     args.json.write_text(json.dumps({
         "command": "python benchmarks/canvas_table.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "model": str(args.model), "seeds": args.seeds, "per_pair": args.per_pair, "overrides": overrides,
+        "robust": ROBUST,
         "judges_held_out_accuracy": {kind: held_out_accuracy(kind) for kind in ("digit", "style")},
         "rows": rows, "markdown": table,
     }, indent=2) + "\n")
