@@ -19,6 +19,7 @@ from service.body_limit import BodyLimit
 from service.db import make_engine, session_factory
 from service.metrics import HttpMetrics, Metrics
 from service.publisher import make_broker_parts
+from service.reads import JobReads
 from service.settings import Settings
 from service.storage import open_storage
 
@@ -31,12 +32,13 @@ def create_app(settings: Settings, broker: tuple[Callable[[str], bool], Callable
     parts = Parts(
         settings=settings, sessions=sessions, storage=open_storage(settings),
         keys=parse_api_keys(settings.api_keys.get_secret_value()), publish=publish, check_broker=check_broker,
-        metrics=Metrics(sessions),
+        metrics=Metrics(sessions), job_reads=JobReads(settings.database_url, sessions),
     )  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(_app):
         yield
+        parts.job_reads.close()
         engine.dispose()
 
     app = FastAPI(

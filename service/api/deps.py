@@ -21,6 +21,7 @@ from service.auth import Caller, authenticate
 from service.limits import RateLimits
 from service.metrics import Metrics
 from service.problems import Problem, field_problem
+from service.reads import JobReads
 from service.settings import Settings
 from service.storage import Storage
 
@@ -40,6 +41,7 @@ class Parts:
     publish: Callable[[str], bool]  # job id -> whether the broker took the message
     check_broker: Callable[[], None]
     metrics: Metrics
+    job_reads: JobReads
     # Streams last as long as their clients and jobs; the threads they borrow (an event
     # stream's database poll, a download's storage read) come from these small pools, so no
     # number of streams can take every thread that ordinary requests run in (anyio's 40).

@@ -55,8 +55,11 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(job_id: JobIdParam, session: SessionDep, caller: CallerDep) -> JobPublic:
-    return job_public(_job(session, job_id, caller.tenant))
+async def get_job(job_id: JobIdParam, parts: PartsDep, caller: CallerDep) -> JobPublic:
+    job = await parts.job_reads.job(job_id, caller.tenant)  # on the loop: service/reads.py
+    if job is None:
+        raise _not_found(job_id)
+    return job_public(job)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
