@@ -89,16 +89,27 @@ def spread(values: list, digits: int) -> str:
     return f"{mean:.{digits}f}" if len(values) < 2 else f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def markdown(rows: list[dict], methods) -> str:
+def markdown(rows: list[dict], methods, label=lambda row: f"{row['kind']}: {', '.join(row['erased'])}") -> str:
+    """One line per job (or per `label` of a row) and method: mean ± standard deviation over runs."""
     lines = ["| job | method | UA ↑ | IRA ↑ | CRA ↑ | time (s) | runs |", "|---|---|---|---|---|---|---|"]
-    for kind in dict.fromkeys(r["kind"] for r in rows):
+    for job in dict.fromkeys(label(r) for r in rows):
         for method in ("original", *methods):
-            mine = [r for r in rows if r["kind"] == kind and r["method"] == method]
+            mine = [r for r in rows if label(r) == job and r["method"] == method]
             if mine:
-                lines.append(f"| {kind} | {method} | {spread([r['UA'] for r in mine], 2)} | "
+                lines.append(f"| {job} | {method} | {spread([r['UA'] for r in mine], 2)} | "
                              f"{spread([r['IRA'] for r in mine], 2)} | {spread([r['CRA'] for r in mine], 2)} | "
                              f"{spread([r['seconds'] for r in mine], 0)} | {len(mine)} |")
     return "\n".join(lines)
+
+
+def tables(rows: list[dict], methods) -> str:
+    """Per job; then, for a kind of several jobs (each style, each digit), all its jobs together."""
+    jobs_of = {}
+    for row in rows:
+        jobs_of.setdefault(row["kind"], set()).add(tuple(row["erased"]))
+    several = [r for r in rows if len(jobs_of[r["kind"]]) > 1]
+    per_job = markdown(rows, methods)
+    return per_job + "\n\n" + markdown(several, methods, label=lambda r: f"every {r['kind']}") if several else per_job
 
 
 def parse_set(pairs: list[str]) -> dict:
@@ -136,7 +147,7 @@ def main(argv=None) -> int:
                     rows.append(row)
                     print(f"  {method} {kind} {erased} seed {seed}: UA {row['UA']:.2f} IRA {row['IRA']:.2f} "
                           f"CRA {spread([row['CRA']], 2)} {seconds:.0f} s", file=sys.stderr, flush=True)
-    table = markdown(rows, args.methods)
+    table = tables(rows, args.methods)
     print(table)
     args.json.write_text(json.dumps({
         "command": "python benchmarks/canvas_table.py " + " ".join(sys.argv[1:] if argv is None else argv),
