@@ -1,7 +1,7 @@
 """The UnlearnCanvas protocol on the canvas model (models/canvas): erase styles and digits.
 
-Jobs, each run with every method (and rg in its robust mode) and seed (`unlearning.erase`, the method's defaults
-overridden only by the model's lethe.json and any --set; no audit):
+Jobs, each run with every method (and rg in its robust mode) and seed (`unlearning.erase`, the
+method's defaults overridden only by the model's lethe.json and any --set; no audit):
 
 - style: erase one style (each of --styles);
 - digit: erase one digit (each of --digits);

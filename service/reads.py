@@ -7,9 +7,10 @@ for a job polls it (issue 13: p99 under 20 ms at 200 requests/s).
   is done again in a worker thread by the gateway's usual, patient connections, so the loop
   itself never sleeps on a lock.
 - PostgreSQL: in a worker thread, on connections in autocommit mode, so the read sends no
-  BEGIN (only the pool's pre-ping and the query), and no ROLLBACK when the connection goes back to the pool (the route's
-  session used to send that from the event loop itself). An async engine (psycopg's async
-  connections) was tried first and was far slower under load: p50 150 ms at 200 requests/s.
+  BEGIN (only the pool's pre-ping and the query), and no ROLLBACK when the connection goes back
+  to the pool (the route's session used to send that from the event loop itself). An async
+  engine (psycopg's async connections) was tried first and was far slower under load: p50
+  150 ms at 200 requests/s.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.models import Job
 
 
-THREADS = 40  # anyio's default limit of worker threads, which run the PostgreSQL reads
+# PostgreSQL connections kept for these reads. More concurrent reads wait in their threads for
+# one; a connection opened and closed again per request under a burst (a pool's overflow) costs
+# PostgreSQL a new backend process each, and every kept one counts against max_connections.
+READ_CONNECTIONS = 20
 
 
 class JobReads:
@@ -37,10 +41,8 @@ class JobReads:
             event.listen(engine, "connect", _read_only)
             self._engine, self._inline = engine, sessionmaker(engine)
         else:
-            # One connection per anyio thread and no overflow: under a burst, a connection
-            # opened and closed again per request cost PostgreSQL a backend process each.
             engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True,
-                                   pool_size=THREADS, max_overflow=0)  # fmt: skip
+                                   pool_size=READ_CONNECTIONS, max_overflow=0)  # fmt: skip
             self._engine, self._patient = engine, sessionmaker(engine)
 
     async def job(self, job_id: str, tenant: str) -> Job | None:
