@@ -168,7 +168,9 @@ def test_a_worker_cut_off_from_the_database_past_its_lease_stops_and_another_pub
         first.wait_for_output(f"Task lethe.run_job[{job_id}] succeeded in", timeout_s=30)
         returned = next(line for line in first.output().splitlines() if f"Task lethe.run_job[{job_id}] succ" in line)
         assert returned.endswith(": None")
-        assert [v.version for v in deployment.versions()] == [1]
+        # Nothing of its own published; the second worker, resuming from step 5, may already
+        # have finished (it did in 3 s on a fast run). The one version is checked at the end.
+        assert [v.version for v in deployment.versions()] in ([1], [2, 1])
         proxy.start()  # the first worker may reach the database again: it must have nothing left to write
 
         job = wait_for_status(deployment, job_id, jobs.TERMINAL, timeout_s=180)
