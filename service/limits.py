@@ -145,6 +145,8 @@ class JobCost:
         training    = steps x batch_size x sets
         data        = num_prompts x generation_steps x sets
         evaluation  = eval_prompts x 2 (forget, retain) x generation_steps x 2 (before, after)
+                      + erasure checks (with stop_when_erased: one before training and one every
+                        stop_check_every steps, each stop_check_images x generation_steps per concept)
 
     where `sets` is 2 for a method that also trains on the retain set (rg, graddiff: a forget
     and a retain pass per step, and retain latents to generate), else 1 (ga, esd). The robust
@@ -166,15 +168,23 @@ class JobCost:
         return f"training {self.training:,} + data {self.data:,} + evaluation {self.evaluation:,}"
 
 
-def job_cost(method: str, hyperparameters: dict[str, Any]) -> JobCost:
-    """The cost of a job of `method` with these (valid) hyperparameters."""
+def job_cost(method: str, hyperparameters: dict[str, Any], concepts: int = 1) -> JobCost:
+    """The cost of a job of `method` with these (valid) hyperparameters, erasing `concepts` concepts."""
     config = validate(method, hyperparameters)
     sets = 2 if CONFIGS[method].implementation.uses_retain_set else 1
     return JobCost(
         training=config["steps"] * config["batch_size"] * sets + adversarial_cost(config),
         data=config["num_prompts"] * config["generation_steps"] * sets,
-        evaluation=config["eval_prompts"] * 2 * config["generation_steps"] * 2,
+        evaluation=config["eval_prompts"] * 2 * config["generation_steps"] * 2 + erasure_check_cost(config, concepts),
     )
+
+
+def erasure_check_cost(config: dict[str, Any], concepts: int) -> int:
+    """The sampler passes of the erasure checks behind `stop_when_erased` (0 when it is unset)."""
+    if config.get("stop_when_erased") is None:
+        return 0
+    checks = 1 + config["steps"] // config["stop_check_every"]
+    return checks * config["stop_check_images"] * concepts * config["generation_steps"]
 
 
 def adversarial_cost(config: dict[str, Any]) -> int:
@@ -190,15 +200,15 @@ def cost_limit(settings, tenant: str) -> int:
     return settings.job_cost_limit_by_tenant.get(tenant, settings.max_job_cost)
 
 
-def check_job_cost(settings, tenant: str, method: str, hyperparameters: dict[str, Any]) -> None:
+def check_job_cost(settings, tenant: str, method: str, hyperparameters: dict[str, Any], concepts: int = 1) -> None:
     """422 naming `hyperparameters` when the job costs more than the tenant may submit."""
     limit = cost_limit(settings, tenant)
-    cost = job_cost(method, hyperparameters)
+    cost = job_cost(method, hyperparameters, concepts)
     if limit and cost.total > limit:
         raise field_problem(
             "hyperparameters",
             f"the job would cost {cost.total:,} UNet passes ({cost.formula()}), above this tenant's limit of "
-            f"{limit:,}; lower steps, batch_size, num_prompts or generation_steps",
+            f"{limit:,}; lower steps, batch_size, num_prompts, generation_steps or stop_check_images",
             code="job_too_costly",
         )
 

@@ -182,17 +182,18 @@ class Unlearner:
 
     # --- the run, with resumable state ---------------------------------------------------
 
-    def run(self, callbacks: Callbacks, state_file: Path | None, run_key: str) -> list[dict]:
-        """All remaining steps; then (or on Stopped) `release`."""
+    def run(self, callbacks: Callbacks, state_file: Path | None, run_key: str, check=None) -> list[dict]:
+        """All remaining steps, or until `check` (an `audit.stop.ErasureCheck`) finds every concept
+        erased; then (or on Stopped) `release`."""
         try:
             if state_file is not None and state_file.is_file():
                 self.load_state(state_file, run_key)
-            self._steps(callbacks, state_file, run_key)
+            self._steps(callbacks, state_file, run_key, check)
         finally:
             self.release()
         return self.history
 
-    def _steps(self, callbacks: Callbacks, state_file: Path | None, run_key: str) -> None:
+    def _steps(self, callbacks: Callbacks, state_file: Path | None, run_key: str, check) -> None:
         total = self.config.steps
         callbacks.on_progress("unlearning", self.step_index, total)
         while self.step_index < total:
@@ -203,6 +204,13 @@ class Unlearner:
                 raise Stopped(self.step_index)
             record = self.step()
             callbacks.on_progress("unlearning", self.step_index, total)
+            if check is not None and check.due(self.step_index) and self.step_index < total:
+                record["erasure_check"] = check.leaks()
+                if check.erased(self.history):
+                    callbacks.on_event("message", f"stopped at step {self.step_index}/{total}: the erasure check finds "
+                                       f"every concept erased", {"step": self.step_index, **record})
+                    callbacks.on_progress("unlearning", self.step_index, self.step_index)
+                    return
             if self.step_index % 10 == 0 or self.step_index == total:
                 callbacks.on_event("metrics", f"step {self.step_index}/{total}", record)
             if state_file is not None and self.step_index % self.config.save_every == 0 and self.step_index < total:

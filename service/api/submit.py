@@ -28,7 +28,7 @@ def submit(session: Session, parts, caller: Caller, body: JobCreate, key: str | 
     """The job for this request and whether it was created now (False: an Idempotency-Key replay)."""
     spec = job_spec(session, caller.tenant, body)
     spec.webhook = webhooks.subscription(body.webhook, parts.settings)
-    limits.check_job_cost(parts.settings, caller.tenant, spec.method, spec.hyperparameters)
+    limits.check_job_cost(parts.settings, caller.tenant, spec.method, spec.hyperparameters, len(spec.concepts))
     if key is None:
         return _create_and_publish(session, parts, caller.tenant, spec, None, body.force), True
     digest = idempotency.request_hash(body)

@@ -152,10 +152,17 @@ def test_the_default_limit_refuses_the_probes_job(tmp_path, tiny_pipeline):
         ("esd", {}, JobCost(training=200 * 1, data=200 * 25, evaluation=800)),  # its own defaults
         ("rg", {"adversarial_steps": 50, "adversarial_every": 30},  # the robust mode: 4 searches of 50 steps
          JobCost(training=100 * 8 * 2 + 100 * 8 + 4 * 50 * 8, data=800 * 25 * 2, evaluation=800)),
+        ("rg", {"stop_when_erased": 0.0},  # 11 erasure checks (one before training) of 32 images
+         JobCost(training=100 * 8 * 2, data=800 * 25 * 2, evaluation=800 + 11 * 32 * 25)),
     ],
 )
 def test_the_cost_of_a_job_fills_in_the_methods_defaults(method, hyperparameters, cost):
     assert job_cost(method, hyperparameters) == cost
+
+
+def test_the_erasure_checks_cost_grows_with_the_concepts():
+    checks = job_cost("rg", {"stop_when_erased": 0.0, "stop_check_every": 50}, concepts=3).evaluation - 800
+    assert checks == 3 * 32 * 25 * 3  # a check before training and after steps 50 and 100, for each concept
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,9 @@ def test_methods_are_registered_with_the_paper_defaults():
         ("rg", {"trainable": "vae"}, "hyperparameters.trainable"),
         ("rg", {"negative_guidance": 1.0}, "hyperparameters.negative_guidance"),
         ("ga", {"retain_weight": 1.0}, "hyperparameters.retain_weight"),
+        ("rg", {"stop_when_erased": 1.5}, "hyperparameters.stop_when_erased"),
+        ("esd", {"stop_check_every": 0}, "hyperparameters.stop_check_every"),
+        ("graddiff", {"stop_check_images": 2000}, "hyperparameters.stop_check_images"),
         ("nope", {}, "method"),
     ],
 )

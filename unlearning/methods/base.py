@@ -51,6 +51,12 @@ class MethodConfig:
     gradient_checkpointing: bool = setting(
         "low-memory mode: recompute activations in the backward pass (slower, far less memory)", False
     )
+    stop_when_erased: float | None = setting(
+        "stop before `steps` once, for every concept, at most this share of the erasure check's images shows it "
+        "(null: no check, every step runs)", None
+    )
+    stop_check_every: int = setting("steps between two erasure checks (with stop_when_erased)", 10)
+    stop_check_images: int = setting("images of each concept's held-out sentences that an erasure check draws", 32)
 
     BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
         "steps": (1, 100_000),
@@ -63,6 +69,9 @@ class MethodConfig:
         "save_every": (1, 100_000),
         "eval_prompts": (0, 1000),
         "lora_rank": (1, 1024),
+        "stop_when_erased": (0.0, 1.0),
+        "stop_check_every": (1, 100_000),
+        "stop_check_images": (1, 1024),
     }
     MAX_TARGETS: ClassVar[int] = 64
 

@@ -1,0 +1,110 @@
+"""A stop for the unlearning loop: has the version stopped drawing the concept yet?
+
+How long a concept takes to erase depends on the concept and the seed (on the canvas model
+one style needs twice the steps of another, and past its point a run takes the neighbours with
+it), so a fixed step count is too short for one concept and too long for the next. The check
+asks the question directly: the UNet as it is now draws the concept's held-out sentences
+(`probes.py`: shapes and words training never used, seeds apart from the training's), and a
+detector says in how many the concept is still there.
+
+The detector is a logistic regression on the decoded images (pooled to at most POOLED pixels a
+side), fitted on the job's own training pairs: the original's images of the forget prompts
+against those of their retain prompts, which differ only by the concept. It looks at pixels, not
+latents, because gradient ascent moves the latents first in directions the VAE's decoder barely
+shows: on the canvas model, after 40 steps on dots, a logistic regression on latents (held-out
+accuracy 1.00 on the original's) and the original as zero-shot judge (`judge.py`) both called
+dots gone in all 16 images, where the canvas protocol's pixel judge still saw dots in all of
+them, and went on seeing them for 100 steps more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.pipeline import make_pipeline
+from sklearn.svm import SVC
+
+from . import sampling
+from .probes import ProbeBuilder, ProbeSizes, probe_seeds
+from ..latents import encode_prompts
+from ..prompts import model_vocabulary
+from ..train import TrainingData, evaluation_mode
+
+
+POOLED = 32  # pixels a side at most: enough for a style's texture, small enough for a linear fit
+COMPONENTS = 20  # the leading principal components of the fit's images: what varies between real images
+FIT_ROWS = 400  # training pairs decoded for the fit, at most, per side
+# Clean checks in a row before the run stops. On the canvas model the first clean check on dots
+# came while the protocol's judge still saw dots in 28% of its images (UA 0.72); a run that
+# stops there erases by luck of the check's draw.
+IN_A_ROW = 2
+
+
+def drawn_rows(latents: torch.Tensor, limit: int) -> torch.Tensor:
+    """The first `limit` rows that were drawn (rows no step reaches are NaN)."""
+    return latents[~latents.flatten(1).isnan().any(dim=1)][:limit]
+
+
+class PixelDetector:
+    """P(concept | image), fitted on the original's images of the forget prompts (1) against those
+    of their retain prompts (0)."""
+
+    def __init__(self, pipe, data: TrainingData, seed: int):
+        self.pipe = pipe
+        forget = self.features(drawn_rows(data.forget_latents, FIT_ROWS))
+        retain = self.features(drawn_rows(data.retain_latents, FIT_ROWS))
+        x = np.concatenate([forget, retain])
+        y = np.concatenate([np.ones(len(forget)), np.zeros(len(retain))])
+        components = min(COMPONENTS, len(x) - 1, x.shape[1])
+        self.model = make_pipeline(PCA(components, random_state=seed), SVC(C=10.0, gamma="scale")).fit(x, y)
+
+    @torch.no_grad()
+    def features(self, latents: torch.Tensor) -> np.ndarray:
+        images = torch.cat([sampling.decode(self.pipe, latents[i:i + 64]) for i in range(0, len(latents), 64)])
+        images = images.permute(0, 3, 1, 2)  # (N, 3, H, W)
+        if images.shape[-1] > POOLED:
+            images = torch.nn.functional.adaptive_avg_pool2d(images, POOLED)
+        return images.flatten(1).double().numpy()
+
+    def concept(self, latents: torch.Tensor) -> np.ndarray:
+        """(N,) bool: the concept is in the image."""
+        return self.model.predict(self.features(latents)) == 1
+
+
+class ErasureCheck:
+    """`leaks()`: for each concept, the share of the current UNet's images of its held-out sentences
+    in which the detector finds the concept. Built while the UNet is still the original:
+    `original` holds the same shares for the original's images of the same prompts and seeds."""
+
+    def __init__(self, pipe, job, data: TrainingData):
+        self.pipe, config = pipe, job.config
+        self.every, self.threshold = config.stop_check_every, config.stop_when_erased
+        synonyms = (job.prompts or {}).get("synonyms", [])
+        builder = ProbeBuilder(job.concepts, job.preserve, model_vocabulary(job.model_settings), synonyms, job.seed)
+        probes = builder.build(ProbeSizes(config.stop_check_images, 0, 0, 0))[0]
+        self.concepts = np.array([p.concept for p in probes], dtype=object)
+        self.conditioning = encode_prompts(pipe, [p.prompt for p in probes]).to("cpu")
+        self.seeds = probe_seeds(job.seed, probes)
+        self.steps, self.guidance, self.batch = config.generation_steps, config.guidance_scale, config.generation_batch_size
+        self.detector = PixelDetector(pipe, data, job.seed)
+        self.original = self.leaks()
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def leaks(self) -> dict[str, float]:
+        with evaluation_mode(self.pipe.unet):
+            drawn = sampling.draw(self.pipe, self.conditioning, self.seeds, self.steps, self.guidance, self.batch)
+        found = self.detector.concept(drawn)
+        return {str(c): float(found[self.concepts == c].mean()) for c in dict.fromkeys(self.concepts)}
+
+    def erased(self, history: list[dict]) -> bool:
+        return erased_in_a_row(history, self.threshold)
+
+
+def erased_in_a_row(history: list[dict], threshold: float) -> bool:
+    """Did the last IN_A_ROW checks in a run's `history` each find every concept at or under the
+    threshold? (Read from the history, so a resumed run stops where an uninterrupted one does.)"""
+    last = [r["erasure_check"] for r in history if "erasure_check" in r][-IN_A_ROW:]
+    return len(last) == IN_A_ROW and all(share <= threshold for leaks in last for share in leaks.values())
