@@ -65,20 +65,22 @@ def judged(folder: Path, seed: int, per_pair: int) -> dict:
 
 
 def run_job(model: Path, variant: str, stages: list[list[str]], seed: int, overrides: dict, work: Path):
-    """Erase stage after stage; the last version's folder and the seconds of all erase() calls."""
+    """Erase stage after stage; the last version's folder, the seconds of all erase() calls and
+    the steps each stage ran (fewer than `steps` where the erasure check stopped it)."""
     method, extra = VARIANTS[variant]
     hyperparameters = {**overrides, **extra}
-    base, erased, seconds = model, [], 0.0
+    base, erased, seconds, steps = model, [], 0.0, []
     for i, concepts in enumerate(stages):
         out = work / f"{method}-{seed}-{i}"
         started = time.perf_counter()
-        unlearning.erase(base, concepts, out, method=method, seed=seed, hyperparameters=hyperparameters or None,
-                         cache_dir=work / "cache", audit="off", erased=erased)
+        result = unlearning.erase(base, concepts, out, method=method, seed=seed, hyperparameters=hyperparameters or None,
+                                  cache_dir=work / "cache", audit="off", erased=erased)
         seconds += time.perf_counter() - started
+        steps.append(len(result.history))
         if base != model:
             shutil.rmtree(base)
         base, erased = out, erased + concepts
-    return base, seconds
+    return base, seconds, steps
 
 
 def spread(values: list, digits: int) -> str:
@@ -91,14 +93,15 @@ def spread(values: list, digits: int) -> str:
 
 def markdown(rows: list[dict], methods, label=lambda row: f"{row['kind']}: {', '.join(row['erased'])}") -> str:
     """One line per job (or per `label` of a row) and method: mean ± standard deviation over runs."""
-    lines = ["| job | method | UA ↑ | IRA ↑ | CRA ↑ | time (s) | runs |", "|---|---|---|---|---|---|---|"]
+    lines = ["| job | method | UA ↑ | IRA ↑ | CRA ↑ | time (s) | steps | runs |", "|---|---|---|---|---|---|---|---|"]
     for job in dict.fromkeys(label(r) for r in rows):
         for method in ("original", *methods):
             mine = [r for r in rows if label(r) == job and r["method"] == method]
             if mine:
                 lines.append(f"| {job} | {method} | {spread([r['UA'] for r in mine], 2)} | "
                              f"{spread([r['IRA'] for r in mine], 2)} | {spread([r['CRA'] for r in mine], 2)} | "
-                             f"{spread([r['seconds'] for r in mine], 0)} | {len(mine)} |")
+                             f"{spread([r['seconds'] for r in mine], 0)} | {spread([sum(r.get('steps', [])) for r in mine if 'steps' in r], 0)} | "
+                             f"{len(mine)} |")
     return "\n".join(lines)
 
 
@@ -140,13 +143,13 @@ def main(argv=None) -> int:
                 rows.append({"kind": kind, "erased": erased, "method": "original", "seed": seed,
                              **scores(original[seed], erased), "seconds": 0.0})
                 for method in args.methods:
-                    folder, seconds = run_job(args.model, method, stages, seed, overrides, Path(work))
+                    folder, seconds, steps = run_job(args.model, method, stages, seed, overrides, Path(work))
                     row = {"kind": kind, "erased": erased, "method": method, "seed": seed,
-                           **scores(judged(folder, seed, args.per_pair), erased), "seconds": seconds}
+                           **scores(judged(folder, seed, args.per_pair), erased), "seconds": seconds, "steps": steps}
                     shutil.rmtree(folder)
                     rows.append(row)
                     print(f"  {method} {kind} {erased} seed {seed}: UA {row['UA']:.2f} IRA {row['IRA']:.2f} "
-                          f"CRA {spread([row['CRA']], 2)} {seconds:.0f} s", file=sys.stderr, flush=True)
+                          f"CRA {spread([row['CRA']], 2)} {seconds:.0f} s, steps {steps}", file=sys.stderr, flush=True)
     table = tables(rows, args.methods)
     print(table)
     args.json.write_text(json.dumps({

@@ -111,7 +111,8 @@ def test_short_rg_erasure_of_a_style_stops_it_and_keeps_the_digit(pipe, tmp_path
 
     # The whole UNet, not the model's cross-attention default: on 48 prompts that erased dots in
     # 30 steps, where cross-attention needed 150 and then lost one pair's digit (0.375).
-    quick = {"steps": 30, "num_prompts": 48, "generation_steps": 10, "eval_prompts": 0, "trainable": "unet"}
+    quick = {"steps": 30, "num_prompts": 48, "generation_steps": 10, "eval_prompts": 0, "trainable": "unet",
+             "stop_when_erased": None}  # every step, not the model's stop: see the next test
     result = unlearning.erase(MODEL, ["dots"], tmp_path / "out", method="rg", hyperparameters=quick, seed=0, audit="off")
     pairs = [(7, STYLES.index("dots")), (1, STYLES.index("dots")), (4, STYLES.index("red"))]
     before = accuracies(draw_pairs(pipe, pairs, per_pair=8, seed=1))
@@ -121,3 +122,21 @@ def test_short_rg_erasure_of_a_style_stops_it_and_keeps_the_digit(pipe, tmp_path
     assert max(after[p]["style"] for p in dots) <= 0.5  # dots are no longer drawn...
     assert min(after[p]["digit"] for p in dots) >= 0.6  # ...the digit still is
     assert after[pairs[2]]["style"] >= 0.75 and after[pairs[2]]["digit"] >= 0.6
+
+
+@pytest.mark.slow
+def test_the_erasure_check_stops_a_style_erasure_once_the_style_is_no_longer_drawn(pipe, tmp_path):
+    import unlearning
+
+    # As above, the whole UNet on 48 prompts: red went in 20-30 steps, where 80 would be run without the stop.
+    quick = {"steps": 80, "num_prompts": 48, "generation_steps": 10, "eval_prompts": 0, "trainable": "unet",
+             "stop_when_erased": 0.0, "stop_check_every": 5, "stop_check_images": 8}
+    result = unlearning.erase(MODEL, ["red"], tmp_path / "out", method="rg", hyperparameters=quick, seed=0, audit="off")
+    found = [r["erasure_check"]["red"] for r in result.history if "erasure_check" in r]
+    assert len(result.history) < 80 and len(result.history) % 5 == 0
+    assert found[-2:] == [0.0, 0.0] and found[0] > 0.5  # two clean checks in a row; red was there at first
+    pairs = [(7, STYLES.index("red")), (1, STYLES.index("red")), (4, STYLES.index("blue"))]
+    after = accuracies(draw_pairs(load_pipeline(result.out), pairs, per_pair=8, seed=1))
+    assert max(after[p]["style"] for p in pairs[:2]) <= 0.25  # red is no longer drawn...
+    assert min(after[p]["digit"] for p in pairs) >= 0.75  # ...every digit still is
+    assert after[pairs[2]]["style"] >= 0.75  # and blue is still blue
