@@ -139,10 +139,10 @@ def erasure_check(pipe, job: Job, data: TrainingData, callbacks: Callbacks) -> E
     shares = ", ".join(f"{c} {share:.0%}" for c, share in check.original.items())
     if min(check.original.values()) <= 0.5:
         callbacks.on_event("warning", f"stop_when_erased is ignored: the erasure check's detector finds the concept "
-                           f"in too few of the original's own images ({shares}); every step runs", check.original)
+                           f"in too few of the original's own images ({shares}); every step runs", {"original": check.original})
         return None
     callbacks.on_event("message", f"erasure check every {check.every} steps; the original's images show the "
-                       f"concept to its detector: {shares}", check.original)
+                       f"concept to its detector: {shares}", {"erasure_check_every": check.every, "original": check.original})
     return check
 
 

@@ -208,7 +208,8 @@ class Unlearner:
                 record["erasure_check"] = check.leaks()
                 if check.erased(self.history):
                     callbacks.on_event("message", f"stopped at step {self.step_index}/{total}: the erasure check finds "
-                                       f"every concept erased", {"step": self.step_index, **record})
+                                       f"every concept erased", {"stopped_at": self.step_index, "steps": total,
+                                                                 "erasure_check": record["erasure_check"]})
                     callbacks.on_progress("unlearning", self.step_index, self.step_index)
                     return
             if self.step_index % 10 == 0 or self.step_index == total:

@@ -239,7 +239,7 @@ class JobRun:
             return
         try:
             self.call(throughput.record, job, base, reporter.clock.seconds, reporter.latents_drawn,
-                      throughput.worker_kind())
+                      throughput.worker_kind(), reporter.erasure_checked)
         except Exception as error:
             log.warning("job %s: its throughput was not recorded (%s: %s)", job.id, type(error).__name__, error)
 

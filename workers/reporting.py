@@ -26,6 +26,7 @@ class Reporter:
         self._set_progress = set_progress  # (stage, step, total, seconds left or None)
         self.clock = clock or StageClock(None)
         self.latents_drawn: int | None = None  # as the library said (None: it did not)
+        self.erasure_checked = False  # the library said it runs erasure checks (stop_when_erased)
         self._add_event = add_event
         self._min_interval_s = min_interval_s
         self._stage: str | None = None
@@ -46,6 +47,8 @@ class Reporter:
         if isinstance((data or {}).get("latents_drawn"), int):  # the library starts on the latents
             self.latents_drawn = data["latents_drawn"]
             self.clock.mark("latents")
+        if "erasure_check_every" in (data or {}):
+            self.erasure_checked = True
         self._write(lambda: retry_db(lambda: self._add_event(type, message, data or {}),
                                      deadline_s=10.0, what="event"), "event")
 

@@ -22,19 +22,22 @@ def job_work(job: Job) -> estimates.Work:
     return estimates.Work(job.method, job.hyperparameters, job.audit, len(job.concepts))
 
 
-def measured_units(work: estimates.Work, latents_drawn: int | None) -> dict[str, float]:
+def measured_units(work: estimates.Work, latents_drawn: int | None, erasure_checked: bool = False) -> dict[str, float]:
     """The job's units of work, its latents counted as those it did draw (the rest came from the
-    cache) when the library said how many (None: all of them)."""
+    cache) when the library said how many (None: all of them). A run with erasure checks has no
+    unlearning units: it may have stopped before its steps, and its checks drew images besides."""
     units = estimates.units(work)
     if latents_drawn is not None:
         units["latents"] = latents_drawn * work.config().generation_steps
+    if erasure_checked:
+        units = {stage: amount for stage, amount in units.items() if not stage.startswith("unlearning:")}
     return units
 
 
 def record(session: Session, job: Job, base: ModelVersion, seconds: dict[str, float],
-           latents_drawn: int | None, kind: str) -> Throughput:
+           latents_drawn: int | None, kind: str, erasure_checked: bool = False) -> Throughput:
     """Store what the job measured; stages without work (every latent cached) are left out."""
-    units = measured_units(job_work(job), latents_drawn)
+    units = measured_units(job_work(job), latents_drawn, erasure_checked)
     stage_seconds = {}
     for stage, amount in units.items():
         spent = seconds.get(stage.split(":")[0])

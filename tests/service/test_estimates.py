@@ -106,3 +106,16 @@ def test_a_job_gets_an_estimate_once_a_job_on_its_base_has_been_measured(client,
     assert job["estimated_seconds"] == pytest.approx(3.0 + 96 * 5 * 0.01 + 40 * 0.5 + 80 * 0.02 + 1.0 + 2.0)
     quick = client.post("/v1/jobs", json=body | {"audit": "quick"}, headers=KEY_A).json()
     assert quick["estimated_seconds"] is None  # no quick audit measured yet
+
+
+def test_a_run_with_erasure_checks_records_no_unlearning_rate():
+    """It may stop before its steps and its checks draw images besides: seconds per step would be wrong."""
+    from workers.reporting import Reporter
+    from workers.throughput import measured_units
+
+    reporter = Reporter(set_progress=lambda *a: None, add_event=lambda *a: None)
+    reporter.on_event("message", "erasure check every 10 steps", {"erasure_check_every": 10, "original": {"red": 1.0}})
+    work = estimates.Work("rg", SMALL, "off")
+    assert reporter.erasure_checked and "unlearning:rg" in measured_units(work, None)
+    assert "unlearning:rg" not in measured_units(work, None, reporter.erasure_checked)
+    assert measured_units(work, 7, True)["latents"] == 7 * 5
