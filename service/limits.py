@@ -143,7 +143,8 @@ class JobCost:
     on one sample), from its method's full configuration (the defaults filled in):
 
         training    = steps x batch_size x sets
-        data        = num_prompts x generation_steps x sets
+        data        = num_prompts x generation_steps x sets (2 for every method with stop_when_erased:
+                      its check is fitted on the retain images too)
         evaluation  = eval_prompts x 2 (forget, retain) x generation_steps x 2 (before, after)
                       + erasure checks (with stop_when_erased: one before training and one every
                         stop_check_every steps, each stop_check_images x generation_steps per concept)
@@ -172,9 +173,10 @@ def job_cost(method: str, hyperparameters: dict[str, Any], concepts: int = 1) ->
     """The cost of a job of `method` with these (valid) hyperparameters, erasing `concepts` concepts."""
     config = validate(method, hyperparameters)
     sets = 2 if CONFIGS[method].implementation.uses_retain_set else 1
+    drawn_sets = 2 if config.get("stop_when_erased") is not None else sets  # the erasure check fits on both
     return JobCost(
         training=config["steps"] * config["batch_size"] * sets + adversarial_cost(config),
-        data=config["num_prompts"] * config["generation_steps"] * sets,
+        data=config["num_prompts"] * config["generation_steps"] * drawn_sets,
         evaluation=config["eval_prompts"] * 2 * config["generation_steps"] * 2 + erasure_check_cost(config, concepts),
     )
 

@@ -154,6 +154,8 @@ def test_the_default_limit_refuses_the_probes_job(tmp_path, tiny_pipeline):
          JobCost(training=100 * 8 * 2 + 100 * 8 + 4 * 50 * 8, data=800 * 25 * 2, evaluation=800)),
         ("rg", {"stop_when_erased": 0.0},  # 11 erasure checks (one before training) of 32 images
          JobCost(training=100 * 8 * 2, data=800 * 25 * 2, evaluation=800 + 11 * 32 * 25)),
+        ("ga", {"stop_when_erased": 0.0, "num_prompts": 4, "generation_steps": 5, "eval_prompts": 0},
+         JobCost(100 * 8, 4 * 5 * 2, 11 * 32 * 5)),  # the check fits on retain images that ga never trains on
     ],
 )
 def test_the_cost_of_a_job_fills_in_the_methods_defaults(method, hyperparameters, cost):

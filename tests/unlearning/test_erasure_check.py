@@ -6,6 +6,8 @@ model that draws its concepts, in tests/test_canvas.py; a tiny random pipeline d
 
 from __future__ import annotations
 
+import pytest
+
 import unlearning
 from unlearning.audit.stop import IN_A_ROW, erased_in_a_row
 from unlearning.callbacks import Callbacks
@@ -51,3 +53,13 @@ def test_a_check_that_cannot_see_the_concept_in_the_originals_images_is_ignored_
     assert any("stop_when_erased is ignored" in m and "van gogh" in m for m in warnings), warnings
     assert len(result.history) == TINY["steps"]
     assert not any("erasure_check" in r for r in result.history)
+
+
+@pytest.mark.parametrize("method", ["ga", "esd"])
+def test_methods_without_a_retain_set_draw_one_for_the_check(tiny_base, latent_cache, tmp_path, method):
+    """The detector is fitted on the retain images, which ga and esd never train on."""
+    events = []
+    settings = {**TINY, "stop_when_erased": 0.0, "stop_check_images": 4}
+    unlearning.erase(tiny_base, ["van gogh"], tmp_path / "out", method=method, cache_dir=latent_cache, audit="off",
+                     hyperparameters=settings, callbacks=Callbacks(on_event=lambda *e: events.append(e)))
+    assert any("original" in data for _, _, data in events)  # the check was fitted, whatever it then found
