@@ -7,14 +7,19 @@ asks the question directly: the UNet as it is now draws the concept's held-out s
 (`probes.py`: shapes and words training never used, seeds apart from the training's), and a
 detector says in how many the concept is still there.
 
-The detector is a logistic regression on the decoded images (pooled to at most POOLED pixels a
-side), fitted on the job's own training pairs: the original's images of the forget prompts
-against those of their retain prompts, which differ only by the concept. It looks at pixels, not
-latents, because gradient ascent moves the latents first in directions the VAE's decoder barely
-shows: on the canvas model, after 40 steps on dots, a logistic regression on latents (held-out
-accuracy 1.00 on the original's) and the original as zero-shot judge (`judge.py`) both called
-dots gone in all 16 images, where the canvas protocol's pixel judge still saw dots in all of
-them, and went on seeing them for 100 steps more.
+The detector is fitted on the job's own training pairs: the original's images of the forget
+prompts against those of their retain prompts, which differ only by the concept. It reads the
+decoded images (pooled to at most POOLED pixels a side), keeps their leading principal
+components and classifies them with a support-vector machine. Each part was chosen on the canvas
+model, against what the protocol's judges saw (benchmarks/canvas_trajectory.py; dots, seed 2):
+
+- pixels, not latents: gradient ascent first moves the latents in directions the VAE's decoder
+  barely shows. After 40 steps, a logistic regression on latents (1.00 on the original's held-out
+  images) and the original as zero-shot judge (`judge.py`, by step 60) called dots gone in all
+  16 images, where the protocol's pixel judge still saw dots in all of them at step 120;
+- principal components and an SVM, not a logistic regression on every pixel: the latter called
+  dots gone in 10 of 16 images at step 80, where the protocol still saw them in all; the former
+  kept finding dots until the protocol's judge stopped seeing them (steps 180-200).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from ..prompts import model_vocabulary
 from ..train import TrainingData, evaluation_mode
 
 
-POOLED = 32  # pixels a side at most: enough for a style's texture, small enough for a linear fit
+POOLED = 32  # pixels a side at most: enough for a style's texture, few enough for the fit
 COMPONENTS = 20  # the leading principal components of the fit's images: what varies between real images
 FIT_ROWS = 400  # training pairs decoded for the fit, at most, per side
 # Clean checks in a row before the run stops. On the canvas model the first clean check on dots
