@@ -49,6 +49,11 @@ def test_prompts_name_both_classes_and_held_out_phrasings_are_new():
     assert set(DIGITS) | set(STYLES) <= set(vocabulary())
 
 
+def test_the_committed_lethe_json_is_what_training_writes():
+    """The defaults chosen in code (MODEL_DEFAULTS) are the ones the committed model carries."""
+    assert json.loads((MODEL / "lethe.json").read_text()) == json.loads(json.dumps(lethe_config()))
+
+
 def test_lethe_json_gives_the_library_two_kinds_of_class():
     model = model_vocabulary(lethe_config())
     sets = build_prompt_sets(["stripes"], 16, seed=0, model=model)
