@@ -73,8 +73,8 @@ def run_job(model: Path, variant: str, stages: list[list[str]], seed: int, overr
     for i, concepts in enumerate(stages):
         out = work / f"{method}-{seed}-{i}"
         started = time.perf_counter()
-        result = unlearning.erase(base, concepts, out, method=method, seed=seed, hyperparameters=hyperparameters or None,
-                                  cache_dir=work / "cache", audit="off", erased=erased)
+        result = unlearning.erase(base, concepts, out, method=method, seed=seed, cache_dir=work / "cache",
+                                  hyperparameters=hyperparameters or None, audit="off", erased=erased)
         seconds += time.perf_counter() - started
         steps.append(len(result.history))
         if base != model:
@@ -100,8 +100,8 @@ def markdown(rows: list[dict], methods, label=lambda row: f"{row['kind']}: {', '
             if mine:
                 lines.append(f"| {job} | {method} | {spread([r['UA'] for r in mine], 2)} | "
                              f"{spread([r['IRA'] for r in mine], 2)} | {spread([r['CRA'] for r in mine], 2)} | "
-                             f"{spread([r['seconds'] for r in mine], 0)} | {spread([sum(r.get('steps', [])) for r in mine if 'steps' in r], 0)} | "
-                             f"{len(mine)} |")
+                             f"{spread([r['seconds'] for r in mine], 0)} | "
+                             f"{spread([sum(r['steps']) for r in mine if 'steps' in r], 0)} | {len(mine)} |")
     return "\n".join(lines)
 
 

@@ -46,7 +46,7 @@ def trajectory(model: Path, concept: str, method: str, seed: int, hyperparameter
     sets = build_prompt_sets(job.concepts, config.num_prompts, seed, (), None, model_vocabulary(job.model_settings),
                              num_test=config.eval_prompts)
     data, _ = make_training_data(pipe, sets, job, model_fingerprint(job.base), work / "cache", Callbacks())
-    check = erasure_check(pipe, job, data, Callbacks())
+    check = erasure_check(pipe, job, data, sets.forget, Callbacks())
     if check is None:
         raise SystemExit(f"the erasure check cannot see {concept!r} in the original's images")
     trainer = Unlearner(pipe.unet, TrainingNoise(pipe.scheduler.config), config, data, seed, pipe.device)

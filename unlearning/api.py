@@ -98,9 +98,10 @@ def erase(
 
     clock = time.perf_counter()
     state_file = Path(state_dir) / STATE_FILE if state_dir is not None else None
-    check = erasure_check(pipe, job, data, callbacks)
+    check = erasure_check(pipe, job, data, sets.forget, callbacks)
     unlearner = Unlearner(pipe.unet, noise, config, data, job.seed, pipe.device)
-    history = unlearner.run(callbacks, state_file, job.run_key(fingerprint), check)  # then releases its gradients and state
+    # Then it releases its gradients and state.
+    history = unlearner.run(callbacks, state_file, job.run_key(fingerprint), check)
     del check
     del unlearner, data  # the evaluation and write_result need neither
     seconds["unlearning"] = time.perf_counter() - clock
@@ -128,21 +129,24 @@ def erase(
     return EraseResult(job.out, manifest, evaluation.metrics, history, seconds, audit_report)
 
 
-def erasure_check(pipe, job: Job, data: TrainingData, callbacks: Callbacks) -> ErasureCheck | None:
+def erasure_check(pipe, job: Job, data: TrainingData, forget_prompts: list[str],
+                  callbacks: Callbacks) -> ErasureCheck | None:
     """The check behind `stop_when_erased` (None when unset), built while the UNet is the original.
     If the original's own images of the check's sentences do not show the concepts to its detector
     (at most half of them, for some concept), the check could not tell erased from kept: a warning,
     and every step runs."""
     if job.config.stop_when_erased is None:
         return None
-    check = ErasureCheck(pipe, job, data)
+    check = ErasureCheck(pipe, job, data, forget_prompts)
     shares = ", ".join(f"{c} {share:.0%}" for c, share in check.original.items())
     if min(check.original.values()) <= 0.5:
         callbacks.on_event("warning", f"stop_when_erased is ignored: the erasure check's detector finds the concept "
-                           f"in too few of the original's own images ({shares}); every step runs", {"original": check.original})
+                           f"in too few of the original's own images ({shares}); every step runs",
+                           {"original": check.original})
         return None
     callbacks.on_event("message", f"erasure check every {check.every} steps; the original's images show the "
-                       f"concept to its detector: {shares}", {"erasure_check_every": check.every, "original": check.original})
+                       f"concept to its detector: {shares}",
+                       {"erasure_check_every": check.every, "original": check.original})
     return check
 
 

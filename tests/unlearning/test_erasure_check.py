@@ -63,3 +63,14 @@ def test_methods_without_a_retain_set_draw_one_for_the_check(tiny_base, latent_c
     unlearning.erase(tiny_base, ["van gogh"], tmp_path / "out", method=method, cache_dir=latent_cache, audit="off",
                      hyperparameters=settings, callbacks=Callbacks(on_event=lambda *e: events.append(e)))
     assert any("original" in data for _, _, data in events)  # the check was fitted, whatever it then found
+
+
+def test_each_concept_is_detected_on_the_forget_prompts_that_name_it():
+    from unlearning.audit.stop import concept_rows
+    from unlearning.prompts import ModelVocabulary
+
+    model = ModelVocabulary(synonyms={"seven": ["7"]})
+    prompts = ["a 7 in red style", "a three in dots style", "a seven in Dots style", "a heptagon"]
+    assert concept_rows(prompts, "seven", model) == [0, 2]
+    assert concept_rows(prompts, "dots", model) == [1, 2]  # whole words, any case
+    assert concept_rows(prompts, "van gogh", model) == [0, 1, 2, 3]  # named by none (a user's own): all of them

@@ -33,7 +33,7 @@ from sklearn.svm import SVC
 from . import sampling
 from .probes import ProbeBuilder, ProbeSizes, probe_seeds
 from ..latents import encode_prompts
-from ..prompts import model_vocabulary
+from ..prompts import erased_matcher, model_vocabulary
 from ..train import TrainingData, evaluation_mode
 
 
@@ -51,48 +51,56 @@ def drawn_rows(latents: torch.Tensor, limit: int) -> torch.Tensor:
     return latents[~latents.flatten(1).isnan().any(dim=1)][:limit]
 
 
-class PixelDetector:
-    """P(concept | image), fitted on the original's images of the forget prompts (1) against those
-    of their retain prompts (0)."""
+@torch.no_grad()
+def pixel_features(pipe, latents: torch.Tensor) -> np.ndarray:
+    """The decoded images, pooled to at most POOLED pixels a side, one flat row each."""
+    images = torch.cat([sampling.decode(pipe, latents[i:i + 64]) for i in range(0, len(latents), 64)])
+    images = images.permute(0, 3, 1, 2)  # (N, 3, H, W)
+    if images.shape[-1] > POOLED:
+        images = torch.nn.functional.adaptive_avg_pool2d(images, POOLED)
+    return images.flatten(1).double().numpy()
 
-    def __init__(self, pipe, data: TrainingData, seed: int):
-        self.pipe = pipe
-        forget = self.features(drawn_rows(data.forget_latents, FIT_ROWS))
-        retain = self.features(drawn_rows(data.retain_latents, FIT_ROWS))
-        x = np.concatenate([forget, retain])
-        y = np.concatenate([np.ones(len(forget)), np.zeros(len(retain))])
-        components = min(COMPONENTS, len(x) - 1, x.shape[1])
-        self.model = make_pipeline(PCA(components, random_state=seed), SVC(C=10.0, gamma="scale")).fit(x, y)
 
-    @torch.no_grad()
-    def features(self, latents: torch.Tensor) -> np.ndarray:
-        images = torch.cat([sampling.decode(self.pipe, latents[i:i + 64]) for i in range(0, len(latents), 64)])
-        images = images.permute(0, 3, 1, 2)  # (N, 3, H, W)
-        if images.shape[-1] > POOLED:
-            images = torch.nn.functional.adaptive_avg_pool2d(images, POOLED)
-        return images.flatten(1).double().numpy()
+def fit_detector(concept: np.ndarray, rest: np.ndarray, seed: int):
+    """Concept (1) against the rest (0), from two sets of `pixel_features` rows."""
+    x = np.concatenate([concept, rest])
+    y = np.concatenate([np.ones(len(concept)), np.zeros(len(rest))])
+    components = min(COMPONENTS, len(x) - 1, x.shape[1])
+    return make_pipeline(PCA(components, random_state=seed), SVC(C=10.0, gamma="scale")).fit(x, y)
 
-    def concept(self, latents: torch.Tensor) -> np.ndarray:
-        """(N,) bool: the concept is in the image."""
-        return self.model.predict(self.features(latents)) == 1
+
+def concept_rows(prompts: list[str], concept: str, model) -> list[int]:
+    """The forget prompts that name `concept` (or a synonym); all of them when none does (a user's own)."""
+    names = erased_matcher([concept], model)
+    found = [i for i, prompt in enumerate(prompts) if names(prompt)]
+    return found or list(range(len(prompts)))
 
 
 class ErasureCheck:
     """`leaks()`: for each concept, the share of the current UNet's images of its held-out sentences
-    in which the detector finds the concept. Built while the UNet is still the original:
-    `original` holds the same shares for the original's images of the same prompts and seeds."""
+    in which its detector finds it. One detector per concept, fitted on the original's images of the
+    forget prompts that name it against those of every retain prompt: with several concepts, an
+    image of one drawn in the manner of another is not the first one's leak. Built while the UNet
+    is still the original: `original` holds the same shares for the original's images of the same
+    prompts and seeds."""
 
-    def __init__(self, pipe, job, data: TrainingData):
+    def __init__(self, pipe, job, data: TrainingData, forget_prompts: list[str]):
         self.pipe, config = pipe, job.config
         self.every, self.threshold = config.stop_check_every, config.stop_when_erased
+        model = model_vocabulary(job.model_settings)
         synonyms = (job.prompts or {}).get("synonyms", [])
-        builder = ProbeBuilder(job.concepts, job.preserve, model_vocabulary(job.model_settings), synonyms, job.seed)
-        probes = builder.build(ProbeSizes(config.stop_check_images, 0, 0, 0))[0]
+        probes = ProbeBuilder(job.concepts, job.preserve, model, synonyms, job.seed).build(
+            ProbeSizes(config.stop_check_images, 0, 0, 0))[0]
         self.concepts = np.array([p.concept for p in probes], dtype=object)
         self.conditioning = encode_prompts(pipe, [p.prompt for p in probes]).to("cpu")
         self.seeds = probe_seeds(job.seed, probes)
-        self.steps, self.guidance, self.batch = config.generation_steps, config.guidance_scale, config.generation_batch_size
-        self.detector = PixelDetector(pipe, data, job.seed)
+        self.steps, self.guidance = config.generation_steps, config.guidance_scale
+        self.batch = config.generation_batch_size
+        rest = pixel_features(pipe, drawn_rows(data.retain_latents, FIT_ROWS))
+        self.detectors = {}
+        for concept in job.concepts:
+            rows = data.forget_latents[concept_rows(forget_prompts, concept, model)]
+            self.detectors[concept] = fit_detector(pixel_features(pipe, drawn_rows(rows, FIT_ROWS)), rest, job.seed)
         self.original = self.leaks()
 
     def due(self, step: int) -> bool:
@@ -101,8 +109,11 @@ class ErasureCheck:
     def leaks(self) -> dict[str, float]:
         with evaluation_mode(self.pipe.unet):
             drawn = sampling.draw(self.pipe, self.conditioning, self.seeds, self.steps, self.guidance, self.batch)
-        found = self.detector.concept(drawn)
-        return {str(c): float(found[self.concepts == c].mean()) for c in dict.fromkeys(self.concepts)}
+        found = {}
+        for concept, detector in self.detectors.items():
+            mine = self.concepts == concept
+            found[concept] = float(np.mean(detector.predict(pixel_features(self.pipe, drawn[mine])) == 1))
+        return found
 
     def erased(self, history: list[dict]) -> bool:
         return erased_in_a_row(history, self.threshold)
