@@ -9,6 +9,7 @@ per concept, the forget loss, and UA, IRA and CRA of every style x digit pair dr
 times with the stock pipeline call (as in canvas_table.py, with fewer images per pair).
 
     python benchmarks/canvas_trajectory.py dots --seed 2 --steps 240
+    python benchmarks/canvas_trajectory.py dots red stripes --steps 400 --every 40   # the multi job
     python benchmarks/canvas_trajectory.py seven --method graddiff --every 10 --json seven.json
 """
 
@@ -37,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from canvas_table import parse_set  # noqa: E402
 
 
-def trajectory(model: Path, concept: str, method: str, seed: int, hyperparameters: dict, every: int,
+def trajectory(model: Path, concepts: list[str], method: str, seed: int, hyperparameters: dict, every: int,
                per_pair: int, work: Path) -> list[dict]:
-    job = prepare_job(model, [concept], work / "out", method, (), None, hyperparameters, seed, audit="off")
+    job = prepare_job(model, concepts, work / "out", method, (), None, hyperparameters, seed, audit="off")
     pipe = load_pipeline(job.base)
     pipe.set_progress_bar_config(disable=True)
     config = job.config
@@ -48,7 +49,7 @@ def trajectory(model: Path, concept: str, method: str, seed: int, hyperparameter
     data, _ = make_training_data(pipe, sets, job, model_fingerprint(job.base), work / "cache", Callbacks())
     check = erasure_check(pipe, job, data, sets.forget, Callbacks())
     if check is None:
-        raise SystemExit(f"the erasure check cannot see {concept!r} in the original's images")
+        raise SystemExit(f"the erasure check cannot see {concepts} in the original's images")
     trainer = Unlearner(pipe.unet, TrainingNoise(pipe.scheduler.config), config, data, seed, pipe.device)
     rows = []
     while True:
@@ -56,9 +57,9 @@ def trajectory(model: Path, concept: str, method: str, seed: int, hyperparameter
         found = check.leaks()
         seconds = time.perf_counter() - started
         with evaluation_mode(pipe.unet):
-            protocol = scores(accuracies(draw_pairs(pipe, ALL_PAIRS, per_pair, seed)), [concept])
+            protocol = scores(accuracies(draw_pairs(pipe, ALL_PAIRS, per_pair, seed)), concepts)
         loss = trainer.history[-1]["forget_loss"] if trainer.history else None
-        rows.append({"step": trainer.step_index, "check": found[concept], **protocol, "forget_loss": loss,
+        rows.append({"step": trainer.step_index, "check": found, **protocol, "forget_loss": loss,
                      "check_seconds": seconds})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         if trainer.step_index >= config.steps:
@@ -69,7 +70,7 @@ def trajectory(model: Path, concept: str, method: str, seed: int, hyperparameter
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("concept", help="a style or a digit of the canvas model")
+    parser.add_argument("concepts", nargs="+", help="styles or digits of the canvas model, erased in one job")
     parser.add_argument("--model", type=Path, default=Path("models/canvas"))
     parser.add_argument("--method", default="rg")
     parser.add_argument("--seed", type=int, default=0)
@@ -82,16 +83,18 @@ def main(argv=None) -> int:
     # The check needs stop_when_erased set to exist; the loop here never stops on it.
     hyperparameters = {"stop_when_erased": 0.0, **parse_set(args.set), "steps": args.steps}
     with tempfile.TemporaryDirectory(prefix="canvas-trajectory-") as work:
-        rows = trajectory(args.model, args.concept, args.method, args.seed, hyperparameters, args.every,
+        rows = trajectory(args.model, args.concepts, args.method, args.seed, hyperparameters, args.every,
                           args.per_pair, Path(work))
     print("| step | check | UA | IRA | CRA | forget loss |\n|---|---|---|---|---|---|")
     for r in rows:
         loss = "—" if r["forget_loss"] is None else f"{r['forget_loss']:.3f}"
-        print(f"| {r['step']} | {r['check']:.2f} | {r['UA']:.2f} | {r['IRA']:.2f} | {r['CRA']:.2f} | {loss} |")
+        check = ", ".join(f"{share:.2f}" for share in r["check"].values())
+        cra = "—" if r["CRA"] is None else f"{r['CRA']:.2f}"
+        print(f"| {r['step']} | {check} | {r['UA']:.2f} | {r['IRA']:.2f} | {cra} | {loss} |")
     if args.json is not None:
         args.json.write_text(json.dumps({
             "command": "python benchmarks/canvas_trajectory.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "concept": args.concept, "method": args.method, "seed": args.seed, "per_pair": args.per_pair,
+            "concepts": args.concepts, "method": args.method, "seed": args.seed, "per_pair": args.per_pair,
             "hyperparameters": hyperparameters, "rows": rows}, indent=2) + "\n")
     return 0
 
