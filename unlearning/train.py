@@ -148,6 +148,7 @@ class Unlearner:
         self.unet.train()
         self.step_index = 0
         self.history: list[dict] = []
+        self.rows: torch.Tensor | None = None  # the forget rows steps draw from (None: all); see `_steps`
 
     # --- what a method asks of the trainer ------------------------------------------------
 
@@ -175,8 +176,10 @@ class Unlearner:
     def update_direction(self) -> dict:
         """The method's d for this step, left in the gradient buffer (the parameters' .grad)."""
         generator = seeded_generator(self.seed, "step", self.step_index)
-        size = self.data.forget_latents.shape[0]
-        batch = batch_indices(self.seed, self.step_index, self.config.batch_size, size)
+        if self.rows is None:
+            batch = batch_indices(self.seed, self.step_index, self.config.batch_size, self.data.forget_latents.shape[0])
+        else:
+            batch = self.rows[batch_indices(self.seed, self.step_index, self.config.batch_size, len(self.rows))]
         self.grads.zero()
         return self.method.direction(batch, generator)
 
@@ -184,10 +187,12 @@ class Unlearner:
 
     def run(self, callbacks: Callbacks, state_file: Path | None, run_key: str, check=None) -> list[dict]:
         """All remaining steps, or until `check` (an `audit.stop.ErasureCheck`) finds every concept
-        erased; then (or on Stopped) `release`."""
+        erased, each concept's forget rows left out of the batches once it finds that one erased;
+        then (or on Stopped) `release`."""
         try:
             if state_file is not None and state_file.is_file():
                 self.load_state(state_file, run_key)
+                self.rows = check.rows_left(self.history) if check is not None else None
             self._steps(callbacks, state_file, run_key, check)
         finally:
             self.release()
@@ -206,7 +211,9 @@ class Unlearner:
             callbacks.on_progress("unlearning", self.step_index, total)
             if check is not None and check.due(self.step_index) and self.step_index < total:
                 record["erasure_check"] = check.leaks()
-                if check.erased(self.history):
+                # A concept found erased leaves the batches; when none is left, the run ends.
+                self.rows = check.rows_left(self.history)
+                if self.rows is not None and len(self.rows) == 0:
                     callbacks.on_event("message", f"stopped at step {self.step_index}/{total}: the erasure check finds "
                                        f"every concept erased", {"stopped_at": self.step_index, "steps": total,
                                                                  "erasure_check": record["erasure_check"]})

@@ -7,9 +7,10 @@ model that draws its concepts, in tests/test_canvas.py; a tiny random pipeline d
 from __future__ import annotations
 
 import pytest
+import torch
 
 import unlearning
-from unlearning.audit.stop import IN_A_ROW, erased_in_a_row
+from unlearning.audit.stop import IN_A_ROW, ErasureCheck, erased_concepts
 from unlearning.callbacks import Callbacks
 
 from .test_erase import TINY
@@ -24,20 +25,14 @@ def checks(*leaks: float, between: int = 2) -> list[dict]:
     return history
 
 
-def test_the_run_stops_only_after_enough_clean_checks_in_a_row():
+def test_a_concept_is_erased_after_enough_clean_checks_in_a_row():
     assert IN_A_ROW == 2
-    assert erased_in_a_row(checks(0.5, 0.0, 0.0), threshold=0.0)
-    assert not erased_in_a_row(checks(0.0, 0.5, 0.0), threshold=0.0)  # a clean check, then not: count again
-    assert not erased_in_a_row(checks(0.0), threshold=0.0)
-    assert not erased_in_a_row(checks(0.0, 0.1), threshold=0.0)
-    assert erased_in_a_row(checks(0.0, 0.1), threshold=0.1)
-    assert not erased_in_a_row([{"step": 0}, {"step": 1}], threshold=1.0)
-
-
-def test_every_concept_must_be_under_the_threshold():
-    history = checks(0.0, 0.0)
-    history[-1]["erasure_check"]["dots"] = 0.25
-    assert not erased_in_a_row(history, threshold=0.0)
+    assert erased_concepts(checks(0.5, 0.0, 0.0), threshold=0.0) == {"red", "dots"}
+    assert erased_concepts(checks(0.0, 0.5, 0.0), threshold=0.0) == {"dots"}  # red: clean, then not: count again
+    assert erased_concepts(checks(0.0), threshold=0.0) == set()  # one check is not enough
+    assert erased_concepts(checks(0.0, 0.1), threshold=0.0) == {"dots"}
+    assert erased_concepts(checks(0.0, 0.1), threshold=0.1) == {"red", "dots"}
+    assert erased_concepts([{"step": 0}, {"step": 1}], threshold=1.0) == set()
 
 
 def test_a_check_that_cannot_see_the_concept_in_the_originals_images_is_ignored_with_a_warning(
@@ -74,3 +69,35 @@ def test_each_concept_is_detected_on_the_forget_prompts_that_name_it():
     assert concept_rows(prompts, "seven", model) == [0, 2]
     assert concept_rows(prompts, "dots", model) == [1, 2]  # whole words, any case
     assert concept_rows(prompts, "van gogh", model) == [0, 1, 2, 3]  # named by none (a user's own): all of them
+
+
+class ScriptedCheck:
+    """The erasure check as the loop sees it, its shares given in advance (the drawing and the
+    detector are the canvas test's): rows 0-1 name red, rows 2-3 dots."""
+
+    every, threshold = 1, 0.0
+    rows_left = ErasureCheck.rows_left
+
+    def __init__(self, shares: list[dict]):
+        self.shares = iter(shares)
+        self.rows = {"red": torch.tensor([0, 1]), "dots": torch.tensor([2, 3])}
+
+    def due(self, step: int) -> bool:
+        return True
+
+    def leaks(self) -> dict:
+        return next(self.shares)
+
+
+def test_an_erased_concept_leaves_the_batches_and_the_run_ends_with_the_last():
+    from .test_loop import trainer
+
+    unlearner = trainer("rg", 1.0, steps=10)  # 4 forget rows, batches of 2
+    drawn = []
+    direction = unlearner.method.direction
+    unlearner.method.direction = lambda batch, generator: drawn.append(batch.tolist()) or direction(batch, generator)
+    red_first = [{"red": 0.0, "dots": 1.0}] * 2 + [{"red": 0.0, "dots": 0.5}] * 2 + [{"red": 0.0, "dots": 0.0}] * 2
+    history = unlearner.run(Callbacks(), None, "key", ScriptedCheck(red_first))
+    assert len(history) == 6  # dots found erased twice by step 6: no concept left
+    assert all(set(rows) <= {2, 3} for rows in drawn[2:])  # after red's second clean check, only dots' rows
+    assert any(set(rows) & {0, 1} for rows in drawn[:2])

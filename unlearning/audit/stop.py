@@ -97,10 +97,13 @@ class ErasureCheck:
         self.steps, self.guidance = config.generation_steps, config.guidance_scale
         self.batch = config.generation_batch_size
         rest = pixel_features(pipe, drawn_rows(data.retain_latents, FIT_ROWS))
-        self.detectors = {}
+        drawn = ~data.forget_latents.flatten(1).isnan().any(dim=1)
+        self.detectors, self.rows = {}, {}
         for concept in job.concepts:
-            rows = data.forget_latents[concept_rows(forget_prompts, concept, model)]
-            self.detectors[concept] = fit_detector(pixel_features(pipe, drawn_rows(rows, FIT_ROWS)), rest, job.seed)
+            rows = torch.tensor(concept_rows(forget_prompts, concept, model))
+            self.rows[concept] = rows[drawn[rows]]  # the rows a step may draw
+            latents = data.forget_latents[self.rows[concept][:FIT_ROWS]]
+            self.detectors[concept] = fit_detector(pixel_features(pipe, latents), rest, job.seed)
         self.original = self.leaks()
 
     def due(self, step: int) -> bool:
@@ -115,12 +118,20 @@ class ErasureCheck:
             found[concept] = float(np.mean(detector.predict(pixel_features(self.pipe, drawn[mine])) == 1))
         return found
 
-    def erased(self, history: list[dict]) -> bool:
-        return erased_in_a_row(history, self.threshold)
+    def rows_left(self, history: list[dict]) -> torch.Tensor | None:
+        """The forget rows of the concepts not yet erased (`erased_concepts`), ascending; None while
+        no concept is erased (every row), empty once all are."""
+        erased = erased_concepts(history, self.threshold)
+        if not erased:
+            return None
+        left = [rows for concept, rows in self.rows.items() if concept not in erased]
+        return torch.cat(left).unique() if left else torch.empty(0, dtype=torch.long)
 
 
-def erased_in_a_row(history: list[dict], threshold: float) -> bool:
-    """Did the last IN_A_ROW checks in a run's `history` each find every concept at or under the
-    threshold? (Read from the history, so a resumed run stops where an uninterrupted one does.)"""
+def erased_concepts(history: list[dict], threshold: float) -> set[str]:
+    """The concepts that the last IN_A_ROW checks in a run's `history` each found at or under the
+    threshold. (Read from the history, so a resumed run goes on as an uninterrupted one does.)"""
     last = [r["erasure_check"] for r in history if "erasure_check" in r][-IN_A_ROW:]
-    return len(last) == IN_A_ROW and all(share <= threshold for leaks in last for share in leaks.values())
+    if len(last) < IN_A_ROW:
+        return set()
+    return {concept for concept in last[-1] if all(leaks[concept] <= threshold for leaks in last)}
