@@ -5,7 +5,8 @@ one style needs twice the steps of another, and past its point a run takes the n
 it), so a fixed step count is too short for one concept and too long for the next. The check
 asks the question directly: the UNet as it is now draws the concept's held-out sentences
 (`probes.py`: shapes and words training never used, seeds apart from the training's), and a
-detector says in how many the concept is still there.
+detector says in how many the concept is still there. A concept found erased leaves the batches
+(`rows_left`); the run ends when none is left (`unlearning.train.Unlearner`).
 
 The detector is fitted on the job's own training pairs: the original's images of the forget
 prompts against those of their retain prompts, which differ only by the concept. It reads the
