@@ -138,6 +138,11 @@ def erasure_check(pipe, job: Job, data: TrainingData, forget_prompts: list[str],
     if job.config.stop_when_erased is None:
         return None
     check = ErasureCheck(pipe, job, data, forget_prompts)
+    if check.missing:
+        callbacks.on_event("warning", f"stop_when_erased is ignored: these steps reach no training image of "
+                           f"{', '.join(check.missing)} to fit the erasure check on; every step runs",
+                           {"missing": check.missing})
+        return None
     shares = ", ".join(f"{c} {share:.0%}" for c, share in check.original.items())
     if min(check.original.values()) <= 0.5:
         callbacks.on_event("warning", f"stop_when_erased is ignored: the erasure check's detector finds the concept "

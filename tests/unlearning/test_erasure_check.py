@@ -101,3 +101,15 @@ def test_an_erased_concept_leaves_the_batches_and_the_run_ends_with_the_last():
     assert len(history) == 6  # dots found erased twice by step 6: no concept left
     assert all(set(rows) <= {2, 3} for rows in drawn[2:])  # after red's second clean check, only dots' rows
     assert any(set(rows) & {0, 1} for rows in drawn[:2])
+
+
+def test_a_run_too_short_to_draw_a_concepts_images_runs_every_step_with_a_warning(tiny_base, latent_cache, tmp_path):
+    """One step of one pair draws the training images of one of two concepts: the other's detector
+    has nothing to be fitted on."""
+    events = []
+    settings = {**TINY, "steps": 1, "batch_size": 1, "stop_when_erased": 0.0, "stop_check_every": 1}
+    result = unlearning.erase(tiny_base, ["van gogh", "monet"], tmp_path / "out", cache_dir=latent_cache, audit="off",
+                              hyperparameters=settings, callbacks=Callbacks(on_event=lambda *e: events.append(e)))
+    warnings = [message for kind, message, _ in events if kind == "warning"]
+    assert any("reach no training image of" in m for m in warnings), warnings
+    assert len(result.history) == 1

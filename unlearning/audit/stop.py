@@ -41,7 +41,7 @@ from ..train import TrainingData, evaluation_mode
 POOLED = 32  # pixels a side at most: enough for a style's texture, few enough for the fit
 COMPONENTS = 20  # the leading principal components of the fit's images: what varies between real images
 FIT_ROWS = 400  # training pairs decoded for the fit, at most, per side
-# Clean checks in a row before the run stops. On the canvas model the first clean check on dots
+# Clean checks in a row before a concept counts as erased. On the canvas model the first clean check on dots
 # came while the protocol's judge still saw dots in 28% of its images (UA 0.72); a run that
 # stops there erases by luck of the check's draw.
 IN_A_ROW = 2
@@ -97,13 +97,19 @@ class ErasureCheck:
         self.seeds = probe_seeds(job.seed, probes)
         self.steps, self.guidance = config.generation_steps, config.guidance_scale
         self.batch = config.generation_batch_size
-        rest = pixel_features(pipe, drawn_rows(data.retain_latents, FIT_ROWS))
         drawn = ~data.forget_latents.flatten(1).isnan().any(dim=1)
-        self.detectors, self.rows = {}, {}
+        self.rows = {}
         for concept in job.concepts:
             rows = torch.tensor(concept_rows(forget_prompts, concept, model))
             self.rows[concept] = rows[drawn[rows]]  # the rows a step may draw
-            latents = data.forget_latents[self.rows[concept][:FIT_ROWS]]
+        # A short run draws only the rows its steps reach: a concept may have none to fit on.
+        self.missing = [concept for concept, rows in self.rows.items() if len(rows) == 0]
+        self.detectors, self.original = {}, {}
+        if self.missing:
+            return
+        rest = pixel_features(pipe, drawn_rows(data.retain_latents, FIT_ROWS))
+        for concept, rows in self.rows.items():
+            latents = data.forget_latents[rows[:FIT_ROWS]]
             self.detectors[concept] = fit_detector(pixel_features(pipe, latents), rest, job.seed)
         self.original = self.leaks()
 
