@@ -8,8 +8,8 @@ asks the question directly: the UNet as it is now draws the concept's held-out s
 detector says in how many the concept is still there. A concept found erased leaves the batches
 (`rows_left`); the run ends when none is left (`unlearning.train.Unlearner`).
 
-The detector is fitted on the job's own training pairs: the original's images of the forget
-prompts against those of their retain prompts, which differ only by the concept. It reads the
+Each concept's detector is fitted on the job's own training data: the original's images of the
+forget prompts that name the concept against those of every retain prompt. It reads the
 decoded images (pooled to at most POOLED pixels a side), keeps their leading principal
 components and classifies them with a support-vector machine. Each part was chosen on the canvas
 model, against what the protocol's judges saw (benchmarks/canvas_trajectory.py; dots, seed 2):
@@ -41,9 +41,9 @@ from ..train import TrainingData, evaluation_mode
 POOLED = 32  # pixels a side at most: enough for a style's texture, few enough for the fit
 COMPONENTS = 20  # the leading principal components of the fit's images: what varies between real images
 FIT_ROWS = 400  # training pairs decoded for the fit, at most, per side
-# Clean checks in a row before a concept counts as erased. On the canvas model the first clean check on dots
-# came while the protocol's judge still saw dots in 28% of its images (UA 0.72); a run that
-# stops there erases by luck of the check's draw.
+# Clean checks in a row before a concept counts as erased. On the canvas model the first clean
+# check on dots came while the protocol's judge still saw dots in 28% of its images (UA 0.72); a
+# run that stops there erases by luck of the check's draw.
 IN_A_ROW = 2
 
 
@@ -79,11 +79,9 @@ def concept_rows(prompts: list[str], concept: str, model) -> list[int]:
 
 class ErasureCheck:
     """`leaks()`: for each concept, the share of the current UNet's images of its held-out sentences
-    in which its detector finds it. One detector per concept, fitted on the original's images of the
-    forget prompts that name it against those of every retain prompt: with several concepts, an
-    image of one drawn in the manner of another is not the first one's leak. Built while the UNet
-    is still the original: `original` holds the same shares for the original's images of the same
-    prompts and seeds."""
+    in which its own detector finds it. Built while the UNet is still the original: `original`
+    holds the same shares for the original's images of the same prompts and seeds (empty, like
+    the detectors, when some concept has no drawn training image: `missing`)."""
 
     def __init__(self, pipe, job, data: TrainingData, forget_prompts: list[str]):
         self.pipe, config = pipe, job.config
