@@ -64,7 +64,7 @@ def units(work: Work) -> dict[str, float]:
     """The job's units of work per stage (the keys of a `Throughput` row's `units`)."""
     c = work.config()
     pairs = min(c.steps * c.batch_size, c.num_prompts)  # unlearning.api.rows_used
-    drawn = pairs * (2 if c.implementation.uses_retain_set or c.stop_when_erased is not None else 1) + 2 * c.eval_prompts
+    drawn = pairs * (2 if c.draws_retain_set else 1) + 2 * c.eval_prompts
     mode = work.audit or DEFAULT_AUDIT
     result = {
         f"setup:{mode}": 1,

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from service.jobs import QUEUED
 from service.models import Job
 from service.problems import Problem, field_problem
-from unlearning.methods import CONFIGS, validate
+from unlearning.methods import make_config
 from unlearning.methods.adversarial import SEARCH_BATCH
 
 log = logging.getLogger(__name__)
@@ -171,9 +171,10 @@ class JobCost:
 
 def job_cost(method: str, hyperparameters: dict[str, Any], concepts: int = 1) -> JobCost:
     """The cost of a job of `method` with these (valid) hyperparameters, erasing `concepts` concepts."""
-    config = validate(method, hyperparameters)
-    sets = 2 if CONFIGS[method].implementation.uses_retain_set else 1
-    drawn_sets = 2 if config.get("stop_when_erased") is not None else sets  # the erasure check fits on both
+    full = make_config(method, hyperparameters)
+    config = full.to_dict()
+    sets = 2 if full.implementation.uses_retain_set else 1
+    drawn_sets = 2 if full.draws_retain_set else 1
     return JobCost(
         training=config["steps"] * config["batch_size"] * sets + adversarial_cost(config),
         data=config["num_prompts"] * config["generation_steps"] * drawn_sets,

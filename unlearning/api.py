@@ -168,8 +168,8 @@ def make_training_data(pipe, sets: PromptSets, job: Job, fingerprint: str, cache
         "scheduler": pipe.scheduler.config["_class_name"],
     }
     groups = {"forget": sets.forget, "retain": sets.retain, "test_forget": sets.test_forget, "test_retain": sets.test_retain}
-    if not config.implementation.uses_retain_set and config.stop_when_erased is None:
-        groups["retain"] = []  # never used: don't spend the sampler on it (the erasure check fits on it)
+    if not config.draws_retain_set:
+        groups["retain"] = []  # never used: don't spend the sampler on it
     # Only the pairs the steps will reach are drawn (all of them once the steps make a whole pass);
     # each keeps the seed it has in the whole set. The rest stay NaN: no step reads them.
     pairs = rows_used(job.seed, config.steps, config.batch_size, len(sets.forget))

@@ -113,3 +113,10 @@ def test_a_run_too_short_to_draw_a_concepts_images_runs_every_step_with_a_warnin
     warnings = [message for kind, message, _ in events if kind == "warning"]
     assert any("reach no training image of" in m for m in warnings), warnings
     assert len(result.history) == 1
+
+
+def test_a_concept_found_again_comes_back_to_the_batches():
+    check = ScriptedCheck([])
+    red_gone = checks(0.0, 0.0)
+    assert check.rows_left(red_gone[:-1] + [{"erasure_check": {"red": 0.0, "dots": 0.5}}]).tolist() == [2, 3]
+    assert check.rows_left(checks(0.0, 0.0, 0.25)).tolist() == [0, 1]  # red found again: back; dots gone

@@ -6,7 +6,8 @@ it), so a fixed step count is too short for one concept and too long for the nex
 asks the question directly: the UNet as it is now draws the concept's held-out sentences
 (`probes.py`: shapes and words training never used, seeds apart from the training's), and a
 detector says in how many the concept is still there. A concept found erased leaves the batches
-(`rows_left`); the run ends when none is left (`unlearning.train.Unlearner`).
+(`rows_left`), and comes back if later checks find it again; the run ends when none is left
+(`unlearning.train.Unlearner`).
 
 Each concept's detector is fitted on the job's own training data: the original's images of the
 forget prompts that name the concept against those of every retain prompt. It reads the

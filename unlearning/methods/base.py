@@ -96,6 +96,12 @@ class MethodConfig:
                 raise InvalidInput(f"hyperparameters.{name}", f"is not a setting of method {cls.method!r}; known: {', '.join(sorted(known))}")
         return cls(**values)
 
+    @property
+    def draws_retain_set(self) -> bool:
+        """Whether a job generates the retain images: the method trains on them, or the erasure
+        check behind `stop_when_erased` fits its detectors on them."""
+        return self.implementation.uses_retain_set or self.stop_when_erased is not None
+
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON has them (lists, not tuples)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
