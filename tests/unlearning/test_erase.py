@@ -139,10 +139,11 @@ def test_a_stop_is_heard_while_the_training_latents_are_generated(tiny_base, tmp
     assert not (tmp_path / "out").exists()
 
 
-def test_cross_attention_training_changes_only_cross_attention(tiny_base, latent_cache, tmp_path):
-    result = run(tiny_base, tmp_path / "out", latent_cache, hyperparameters={**TINY, "trainable": "cross_attention"})
+@pytest.mark.parametrize(("trainable", "marker"), [("cross_attention", ".attn2."), ("cross_attention_keys", ".attn2.to_k.")])
+def test_cross_attention_training_changes_only_its_layers(tiny_base, latent_cache, tmp_path, trainable, marker):
+    result = run(tiny_base, tmp_path / "out", latent_cache, hyperparameters={**TINY, "trainable": trainable})
     delta = load_file(result.out / "delta.safetensors")
-    assert delta and all(".attn2." in k for k in delta)
+    assert delta and all(marker in k for k in delta)
     parent, child = load_file(tiny_base / UNET_FILE), load_file(result.out / UNET_FILE)
     assert all(torch.equal(parent[k], child[k]) for k in child if k not in delta)
 
