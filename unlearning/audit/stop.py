@@ -55,8 +55,12 @@ def drawn_rows(latents: torch.Tensor, limit: int) -> torch.Tensor:
 
 @torch.no_grad()
 def pixel_features(pipe, latents: torch.Tensor) -> np.ndarray:
-    """The decoded images, pooled to at most POOLED pixels a side, one flat row each."""
-    images = torch.cat([sampling.decode(pipe, latents[i:i + 64]) for i in range(0, len(latents), 64)])
+    """The decoded images' `image_features`."""
+    return image_features(torch.cat([sampling.decode(pipe, latents[i:i + 64]) for i in range(0, len(latents), 64)]))
+
+
+def image_features(images: torch.Tensor) -> np.ndarray:
+    """(N, H, W, 3) images in [0, 1], pooled to at most POOLED pixels a side, one flat row each."""
     images = images.permute(0, 3, 1, 2)  # (N, 3, H, W)
     if images.shape[-1] > POOLED:
         images = torch.nn.functional.adaptive_avg_pool2d(images, POOLED)
