@@ -109,7 +109,10 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a hyperparameter")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    class_of(args.concept)
+    try:
+        class_of(args.concept)
+    except ValueError as error:
+        parser.error(str(error))
     hyperparameters = parse_set(args.set)
     with tempfile.TemporaryDirectory(prefix="canvas-breakdown-") as work:
         work = Path(work)

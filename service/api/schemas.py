@@ -170,7 +170,8 @@ class VersionPublic(BaseModel):
     method: str | None
     family: str | None = Field(description="The pipeline family: sd (Stable Diffusion 1.x and 2.x) or sdxl; "
                                            "null for a version published before versions recorded it.")
-    trainable: str | None = Field(description="What the job trained: unet, cross_attention, cross_attention_keys or lora; null for a base.")
+    trainable: str | None = Field(description="What the job trained: unet, cross_attention, cross_attention_keys "
+                                              "or lora; null for a base.")
     adapter: AdapterPublic | None = Field(description="A LoRA erasure's adapter files (trainable lora); null otherwise.")
     created_at: int
     files: list[FilePublic]
