@@ -31,30 +31,21 @@ import numpy as np
 import torch
 
 import unlearning
-from unlearning.api import erasure_check, make_training_data
 from unlearning.audit.stop import image_features
-from unlearning.callbacks import Callbacks
 from unlearning.canvas.check import ALL_PAIRS
 from unlearning.canvas.judges import recognise
 from unlearning.canvas.protocol import KINDS, class_of
 from unlearning.canvas.sampling import draw_pairs, load_pipeline
-from unlearning.fingerprint import model_fingerprint
-from unlearning.job import prepare_job
-from unlearning.prompts import build_prompt_sets, model_vocabulary
 
 sys.path.insert(0, str(Path(__file__).parent))
 from canvas_table import parse_set  # noqa: E402
+from canvas_trajectory import prepared  # noqa: E402
 
 
-def fitted_detector(model: Path, concept: str, seed: int, hyperparameters: dict, cache: Path, work: Path):
-    """The erasure check's detector for `concept`, fitted on the original as the job fits it."""
-    job = prepare_job(model, [concept], work / "check", "rg", (), None, {**hyperparameters, "stop_when_erased": 0.0},
-                      seed, audit="off")
-    pipe = load_pipeline(model)
-    sets = build_prompt_sets(job.concepts, job.config.num_prompts, seed, (), None, model_vocabulary(job.model_settings),
-                             num_test=job.config.eval_prompts)
-    data, _ = make_training_data(pipe, sets, job, model_fingerprint(job.base), cache, Callbacks())
-    check = erasure_check(pipe, job, data, sets.forget, Callbacks())
+def fitted_detector(model: Path, concept: str, seed: int, hyperparameters: dict, work: Path):
+    """The erasure check's detector for `concept`, fitted on the original as an rg job fits it
+    (its training images land in work/cache, where the erasure takes them from)."""
+    check = prepared(model, [concept], "rg", seed, {**hyperparameters, "stop_when_erased": 0.0}, work)[-1]
     return None if check is None else check.detectors[concept]
 
 
@@ -116,9 +107,9 @@ def main(argv=None) -> int:
     hyperparameters = parse_set(args.set)
     with tempfile.TemporaryDirectory(prefix="canvas-breakdown-") as work:
         work = Path(work)
-        detector = fitted_detector(args.model, args.concept, args.seed, hyperparameters, work / "cache", work)
+        detector = fitted_detector(args.model, args.concept, args.seed, hyperparameters, work / "check")
         result = unlearning.erase(args.model, [args.concept], work / "out", method=args.method, seed=args.seed,
-                                  cache_dir=work / "cache", hyperparameters=hyperparameters or None, audit="off")
+                                  cache_dir=work / "check" / "cache", hyperparameters=hyperparameters or None, audit="off")
         found = {"original": breakdown(args.model, args.concept, args.seed, args.per_pair, detector),
                  "erased": breakdown(work / "out", args.concept, args.seed, args.per_pair, detector),
                  "steps": len(result.history)}

@@ -38,16 +38,22 @@ sys.path.insert(0, str(Path(__file__).parent))
 from canvas_table import parse_set  # noqa: E402
 
 
-def trajectory(model: Path, concepts: list[str], method: str, seed: int, hyperparameters: dict, every: int,
-               per_pair: int, work: Path) -> list[dict]:
+def prepared(model: Path, concepts: list[str], method: str, seed: int, hyperparameters: dict, work: Path):
+    """erase()'s own preparation, up to its erasure check: (job, pipeline, training data, check or None).
+    `hyperparameters` must set stop_when_erased for the check to exist."""
     job = prepare_job(model, concepts, work / "out", method, (), None, hyperparameters, seed, audit="off")
     pipe = load_pipeline(job.base)
     pipe.set_progress_bar_config(disable=True)
-    config = job.config
-    sets = build_prompt_sets(job.concepts, config.num_prompts, seed, (), None, model_vocabulary(job.model_settings),
-                             num_test=config.eval_prompts)
+    sets = build_prompt_sets(job.concepts, job.config.num_prompts, seed, (), None,
+                             model_vocabulary(job.model_settings), num_test=job.config.eval_prompts)
     data, _ = make_training_data(pipe, sets, job, model_fingerprint(job.base), work / "cache", Callbacks())
-    check = erasure_check(pipe, job, data, sets.forget, Callbacks())
+    return job, pipe, data, erasure_check(pipe, job, data, sets.forget, Callbacks())
+
+
+def trajectory(model: Path, concepts: list[str], method: str, seed: int, hyperparameters: dict, every: int,
+               per_pair: int, work: Path) -> list[dict]:
+    job, pipe, data, check = prepared(model, concepts, method, seed, hyperparameters, work)
+    config = job.config
     if check is None:
         raise SystemExit(f"the erasure check cannot see {concepts} in the original's images")
     trainer = Unlearner(pipe.unet, TrainingNoise(pipe.scheduler.config), config, data, seed, pipe.device)
