@@ -51,6 +51,7 @@ BAD_BODIES = [
     (hp(no_such_setting=1), "hyperparameters.no_such_setting"),
     (with_(method="esd", hyperparameters={"negative_guidance": -1}), "hyperparameters.negative_guidance"),
     (hp(adversarial_every=0), "hyperparameters.adversarial_every"),  # a method's own setting reaches its check
+    (hp(forget_target="descent"), "hyperparameters.forget_target"),
     (with_(method="esd", hyperparameters={"adversarial_steps": 50}), "hyperparameters.adversarial_steps"),
     (hp(guidance_scale=51.0), "hyperparameters.guidance_scale"),
     (with_(seed=-1), "seed"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .anchor import original_weights
 from .base import Method, MethodConfig, setting
 from .rg import _check_positive
 from .registry import register
@@ -23,8 +24,7 @@ from .registry import register
 class ErasedStableDiffusion(Method):
     def __init__(self, config, trainer):
         super().__init__(config, trainer)
-        # Taken when the trainer is built: before any step, and before a saved state is resumed.
-        self.frozen = {name: p.detach().clone() for name, p in trainer.named}
+        self.frozen = original_weights(trainer)
 
     def direction(self, batch, generator) -> dict:
         import torch.nn.functional as F

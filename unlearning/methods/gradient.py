@@ -1,6 +1,8 @@
 """The step that rg, graddiff and ga share (METHOD.md section 1), and its exact dot products.
 
-Forget pass: g_f = -grad L_f, or zero once L_f exceeds the ceiling (the hinge). Retain pass:
+Forget pass: g_f = -grad L_f, or zero once L_f exceeds the ceiling (the hinge); with
+`forget_target: "anchor"`, g_f = grad L_a instead, descent towards the original model's
+prediction for the paired retain sentence (`anchor.py`), never hinged. Retain pass:
 g_r = grad L_r. Each method gives the combination d = a g_f + b g_r from the three dot
 products |g_f|^2, |g_r|^2 and g_f . g_r. Gradient ascent stops after the forget pass.
 In the robust mode (`adversarial_steps`, `adversarial.py`) the forget pass also takes the batch's
@@ -16,8 +18,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .adversarial import Adversary
-from .base import Method, MethodConfig, setting
+from .anchor import anchor_loss, original_weights
+from .base import InvalidInput, Method, MethodConfig, setting
 
+FORGET_TARGETS = ("ascent", "anchor")
 GRAM_CHUNK = 1 << 22  # elements per fp64 block: 2 rows of it are 64 MiB, whatever N is
 
 
@@ -44,7 +48,13 @@ def gram(vectors) -> list[list[float]]:
 
 @dataclass(frozen=True)
 class GradientConfig(MethodConfig):
-    """The settings rg, graddiff and ga share beyond the common ones: the robust mode."""
+    """The settings rg, graddiff and ga share beyond the common ones: the forget target and the robust mode."""
+
+    forget_target: str = setting(
+        "the forget pass: 'ascent' (the paper's: gradient ascent on the concept's images, hinged) or 'anchor' "
+        "(descent towards the original model's prediction for the paired retain sentence, on its image: the "
+        "concept's sentences learn to draw their pair's; no hinge, no robust mode)", "ascent"
+    )
 
     adversarial_steps: int | None = setting(
         "robust mode: Adam steps of each search for a soft prompt that calls the concept back, whose "
@@ -56,17 +66,31 @@ class GradientConfig(MethodConfig):
 
     BOUNDS = {**MethodConfig.BOUNDS, "adversarial_steps": (0, 10_000), "adversarial_every": (1, 100_000)}
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.forget_target not in FORGET_TARGETS:
+            raise InvalidInput("hyperparameters.forget_target", f"must be one of {', '.join(FORGET_TARGETS)}, got {self.forget_target!r}")
+        if self.forget_target == "anchor" and self.adversarial_steps:
+            raise InvalidInput("hyperparameters.forget_target", "'anchor' has no robust mode: set adversarial_steps to 0")
+
+    @property
+    def draws_retain_set(self) -> bool:
+        return super().draws_retain_set or self.forget_target == "anchor"  # the anchor trains on the retain images
+
 
 class ForgetGradient(Method):
-    """Gradient ascent on the forget batch with the hinge: the whole of `ga`, the first half of the others."""
+    """The forget pass (ascent with the hinge, or the anchor): the whole of `ga`, the first half of the others."""
 
     def __init__(self, config, trainer):
         super().__init__(config, trainer)
         self.adversary = Adversary(config, trainer) if config.adversarial_steps else None
+        self.original = original_weights(trainer) if config.forget_target == "anchor" else None
 
     def forget_pass(self, batch, generator) -> dict:
         """Leave g_f (or nothing, under the hinge) in the buffer; return the losses and whether it is hinged.
         In the robust mode g_f = -grad of the mean of the unhinged halves' losses."""
+        if self.original is not None:
+            return self.anchor_pass(batch, generator)
         data = self.trainer.data
         record: dict = {}
         losses = {"forget_loss": self.trainer.denoising_loss(data.forget_latents[batch], data.forget_conditioning[batch], generator)}
@@ -80,8 +104,17 @@ class ForgetGradient(Method):
         record["hinge"] = not kept
         return record  # returning drops the losses: a hinged half's graph is freed here, unused
 
+    def anchor_pass(self, batch, generator) -> dict:
+        """Leave g_f = grad L_a in the buffer (`anchor.py`); never hinged."""
+        loss = anchor_loss(self.trainer, self.original, batch, generator)
+        loss.backward()
+        return {"forget_loss": loss.item(), "hinge": False}
+
     def direction(self, batch, generator) -> dict:
         return self.forget_pass(batch, generator)
+
+    def release(self) -> None:
+        self.original = None
 
     def state_dict(self) -> dict:
         return self.adversary.state_dict() if self.adversary is not None else {}

@@ -1,0 +1,112 @@
+"""The anchored forget target (`forget_target: "anchor"`): the forget pass descends on
+mean((e_theta(z_t, c_forget) - e*(z_t, c_retain))^2) on the retain latents, e* the original UNet;
+the gradient methods combine it with g_r as they combine the ascent's g_f."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import unlearning
+from unlearning import restricted_gradient
+from unlearning.families import Conditioning
+from unlearning.methods import make_config
+from unlearning.tiny import tiny_unet
+from unlearning.train import TrainingData, Unlearner, batch_indices, seeded_generator
+
+from .test_loop import CPU, EMBEDS, FORGET, SEED, sample_noise
+
+RETAIN_EMBEDS = torch.randn(4, 6, 32, generator=torch.Generator().manual_seed(1))  # the pairs' sentences
+RETAIN = FORGET + torch.linspace(-1, 1, 8)  # the pairs' images: other latents than the concept's
+
+
+def anchored(method: str, **settings) -> Unlearner:
+    torch.manual_seed(0)
+    data = TrainingData(FORGET, Conditioning(EMBEDS), RETAIN, Conditioning(RETAIN_EMBEDS), Conditioning(EMBEDS[:1]))
+    config = make_config(method, {"batch_size": 2, "learning_rate": 1e-3, "forget_target": "anchor", **settings})
+    return Unlearner(tiny_unet(), sample_noise(), config, data, SEED, CPU)
+
+
+def gradients_apart(unlearner: Unlearner, original) -> tuple[torch.Tensor, torch.Tensor]:
+    """(grad L_a, grad L_r) of the trainer's next step, each from its own pass; L_a's target from
+    `original`, a copy of the UNet as it was before any step."""
+    unet, data, noise = unlearner.unet, unlearner.data, unlearner.noise
+    params = [p for _, p in unlearner.named]
+    batch = batch_indices(SEED, unlearner.step_index, unlearner.config.batch_size, len(data.forget_latents))
+    generator = seeded_generator(SEED, "step", unlearner.step_index)
+    retain = data.retain_conditioning.encoder_hidden_states[batch]
+    z_t, _, t, z_0 = noise.noised(data.retain_latents[batch], generator, CPU)
+    with torch.no_grad():
+        goal = original(z_t, t, encoder_hidden_states=retain).sample
+    anchor = F.mse_loss(unet(z_t, t, encoder_hidden_states=data.forget_conditioning.encoder_hidden_states[batch]).sample, goal)
+    z_t, _, t, z_0 = noise.noised(data.retain_latents[batch], generator, CPU)
+    keep = F.mse_loss(unet(z_t, t, encoder_hidden_states=retain).sample, z_0)
+    flat = lambda loss: torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])  # noqa: E731
+    return flat(anchor), flat(keep)
+
+
+@pytest.mark.parametrize("method", ["rg", "graddiff", "ga"])
+def test_every_step_descends_on_the_anchor_and_combines_it_as_the_method_does(method):
+    unlearner = anchored(method, forget_loss_ceiling=1e-6)  # a ceiling the ascent would pass: the anchor has none
+    original = copy.deepcopy(unlearner.unet).eval()
+    for _ in range(3):
+        g_a, g_r = gradients_apart(unlearner, original)
+        record = unlearner.step()
+        w = unlearner.config.to_dict().get("retain_weight")
+        expected = {"rg": lambda: restricted_gradient(g_a, g_r, w), "graddiff": lambda: g_a + w * g_r, "ga": lambda: g_a}[method]()
+        torch.testing.assert_close(unlearner.grads.buffer, expected, rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
+        assert not record["hinge"]
+
+
+def anchor_gap(unlearner: Unlearner, original) -> float:
+    """L_a on every row at fixed draws: how far the concept's sentences are from their pairs'."""
+    generator = seeded_generator(SEED, "measure")
+    z_t, _, t, _ = unlearner.noise.noised(unlearner.data.retain_latents, generator, CPU)
+    with torch.no_grad():
+        goal = original(z_t, t, encoder_hidden_states=RETAIN_EMBEDS).sample
+        return F.mse_loss(unlearner.unet(z_t, t, encoder_hidden_states=EMBEDS).sample, goal).item()
+
+
+def test_an_anchored_run_brings_the_concepts_sentences_to_their_pairs():
+    unlearner = anchored("ga", steps=30, trainable="cross_attention")  # the whole UNet's Adam steps drift more
+    original = copy.deepcopy(unlearner.unet).eval()
+    before = anchor_gap(unlearner, original)
+    unlearner.run(unlearning.Callbacks(), None, "key")
+    assert anchor_gap(unlearner, original) < 0.5 * before
+
+
+def test_a_resumed_anchored_run_keeps_the_original_target(tmp_path):
+    """The target's weights are taken before the saved state is loaded over the trainable ones."""
+    whole = anchored("rg", steps=4)
+    whole.run(unlearning.Callbacks(), None, "key")
+    state, asked = tmp_path / "state.pt", []
+
+    def stop_after_two() -> bool:
+        asked.append(None)
+        return len(asked) > 2
+
+    with pytest.raises(unlearning.Stopped):
+        anchored("rg", steps=4).run(unlearning.Callbacks(should_stop=stop_after_two), state, "key")
+    resumed = anchored("rg", steps=4)
+    resumed.run(unlearning.Callbacks(), state, "key")
+    assert [r["forget_loss"] for r in resumed.history] == [r["forget_loss"] for r in whole.history]
+    assert all(torch.equal(p, q) for (_, p), (_, q) in zip(resumed.named, whole.named))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"forget_target": "descent"}, "must be one of ascent, anchor"),
+    ({"forget_target": "anchor", "adversarial_steps": 5}, "no robust mode"),
+])
+def test_bad_forget_targets_are_refused_by_name(settings, message):
+    with pytest.raises(unlearning.InvalidInput) as error:
+        make_config("rg", settings)
+    assert error.value.field == "hyperparameters.forget_target" and message in str(error.value)
+
+
+def test_gradient_ascent_draws_the_retain_images_only_with_the_anchor():
+    assert make_config("rg").forget_target == "ascent"
+    assert not make_config("ga").draws_retain_set
+    assert make_config("ga", {"forget_target": "anchor"}).draws_retain_set

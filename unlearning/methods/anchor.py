@@ -1,0 +1,37 @@
+"""The anchored forget target of the gradient methods (`forget_target: "anchor"`).
+
+Gradient ascent raises the denoising loss of the concept's images by any means; on the canvas
+model the cheapest means is to change the rest of the prompt (a digit's sentences lose their
+ink colour first; README, Benchmarks). The anchor gives the forget pass a place to go instead:
+the concept's sentence is taught to predict, on its pair's image, what the original model
+predicts for the pair's own sentence (the same sentence with the concept replaced),
+
+    L_a = mean((e_theta(z_t, t, c_forget) - e*(z_t, t, c_retain))^2),  z = the retain latents,
+
+and the forget pass descends on it: g_f = grad L_a, with no hinge (L_a falls as the model
+forgets). The idea is Concept Ablation's (Kumari et al., ICCV 2023, model-based variant);
+rg, graddiff and ga combine g_f with the retain gradient as they do the ascent's.
+
+e* is the UNet with its trainable tensors' original values, kept as ESD keeps them (`esd.py`).
+No torch at import (the gateway imports the method modules).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def original_weights(trainer: Any) -> dict:
+    """Copies of the trainable tensors as they are now: before any step, and before a resumed state
+    is loaded (the method is built in the trainer's constructor)."""
+    return {name: p.detach().clone() for name, p in trainer.named}
+
+
+def anchor_loss(trainer: Any, original: dict, batch, generator):
+    """L_a on the batch's retain latents, the target from the original weights (no graph)."""
+    import torch.nn.functional as F
+
+    data = trainer.data
+    noisy, _, t, _ = trainer.noise.noised(data.retain_latents[batch], generator, trainer.device)
+    goal = trainer.prediction(noisy, t, data.retain_conditioning[batch], weights=original).float()
+    return F.mse_loss(trainer.prediction(noisy, t, data.forget_conditioning[batch]).float(), goal)
