@@ -32,25 +32,28 @@ def anchored(method: str, **settings) -> Unlearner:
 
 def gradients_apart(unlearner: Unlearner, original) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad L_a, grad L_r) of the trainer's next step, each from its own pass; L_a's target from
-    `original`, a copy of the UNet as it was before any step."""
+    `original`, a copy of the UNet as it was before any step, pushed past the pair's prediction
+    by the config's anchor_guidance."""
     unet, data, noise = unlearner.unet, unlearner.data, unlearner.noise
     params = [p for _, p in unlearner.named]
     batch = batch_indices(SEED, unlearner.step_index, unlearner.config.batch_size, len(data.forget_latents))
     generator = seeded_generator(SEED, "step", unlearner.step_index)
-    retain = data.retain_conditioning.encoder_hidden_states[batch]
+    retain, forget = data.retain_conditioning.encoder_hidden_states[batch], data.forget_conditioning.encoder_hidden_states[batch]
     z_t, _, t, z_0 = noise.noised(data.retain_latents[batch], generator, CPU)
     with torch.no_grad():
-        goal = original(z_t, t, encoder_hidden_states=retain).sample
-    anchor = F.mse_loss(unet(z_t, t, encoder_hidden_states=data.forget_conditioning.encoder_hidden_states[batch]).sample, goal)
+        pair, concept = (original(z_t, t, encoder_hidden_states=c).sample for c in (retain, forget))
+    goal = pair - unlearner.config.anchor_guidance * (concept - pair)
+    anchor = F.mse_loss(unet(z_t, t, encoder_hidden_states=forget).sample, goal)
     z_t, _, t, z_0 = noise.noised(data.retain_latents[batch], generator, CPU)
     keep = F.mse_loss(unet(z_t, t, encoder_hidden_states=retain).sample, z_0)
     flat = lambda loss: torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])  # noqa: E731
     return flat(anchor), flat(keep)
 
 
-@pytest.mark.parametrize("method", ["rg", "graddiff", "ga"])
-def test_every_step_descends_on_the_anchor_and_combines_it_as_the_method_does(method):
-    unlearner = anchored(method, forget_loss_ceiling=1e-6)  # a ceiling the ascent would pass: the anchor has none
+@pytest.mark.parametrize("method, guidance", [("rg", 0.0), ("graddiff", 0.0), ("ga", 0.0), ("rg", 1.5)])
+def test_every_step_descends_on_the_anchor_and_combines_it_as_the_method_does(method, guidance):
+    # a ceiling the ascent would pass: the anchor has none
+    unlearner = anchored(method, forget_loss_ceiling=1e-6, anchor_guidance=guidance)
     original = copy.deepcopy(unlearner.unet).eval()
     for _ in range(3):
         g_a, g_r = gradients_apart(unlearner, original)
@@ -96,14 +99,15 @@ def test_a_resumed_anchored_run_keeps_the_original_target(tmp_path):
     assert all(torch.equal(p, q) for (_, p), (_, q) in zip(resumed.named, whole.named))
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"forget_target": "descent"}, "must be one of ascent, anchor"),
-    ({"forget_target": "anchor", "adversarial_steps": 5}, "no robust mode"),
+@pytest.mark.parametrize("settings, field, message", [
+    ({"forget_target": "descent"}, "forget_target", "must be one of ascent, anchor"),
+    ({"forget_target": "anchor", "adversarial_steps": 5}, "forget_target", "no robust mode"),
+    ({"forget_target": "anchor", "anchor_guidance": -1.0}, "anchor_guidance", "between 0 and 100"),
 ])
-def test_bad_forget_targets_are_refused_by_name(settings, message):
+def test_bad_anchor_settings_are_refused_by_name(settings, field, message):
     with pytest.raises(unlearning.InvalidInput) as error:
         make_config("rg", settings)
-    assert error.value.field == "hyperparameters.forget_target" and message in str(error.value)
+    assert error.value.field == f"hyperparameters.{field}" and message in str(error.value)
 
 
 def test_gradient_ascent_draws_the_retain_images_only_with_the_anchor():

@@ -27,11 +27,14 @@ def original_weights(trainer: Any) -> dict:
     return {name: p.detach().clone() for name, p in trainer.named}
 
 
-def anchor_loss(trainer: Any, original: dict, batch, generator):
+def anchor_loss(trainer: Any, original: dict, batch, generator, guidance: float = 0.0):
     """L_a on the batch's retain latents, the target from the original weights (no graph)."""
     import torch.nn.functional as F
 
     data = trainer.data
+    forget = data.forget_conditioning[batch]
     noisy, _, t, _ = trainer.noise.noised(data.retain_latents[batch], generator, trainer.device)
     goal = trainer.prediction(noisy, t, data.retain_conditioning[batch], weights=original).float()
-    return F.mse_loss(trainer.prediction(noisy, t, data.forget_conditioning[batch]).float(), goal)
+    if guidance:
+        goal = goal - guidance * (trainer.prediction(noisy, t, forget, weights=original).float() - goal)
+    return F.mse_loss(trainer.prediction(noisy, t, forget).float(), goal)

@@ -55,6 +55,10 @@ class GradientConfig(MethodConfig):
         "(descent towards the original model's prediction for the paired retain sentence, on its image: the "
         "concept's sentences learn to draw their pair's; no hinge, no robust mode)", "ascent"
     )
+    anchor_guidance: float = setting(
+        "with the anchor: how far past the pair's prediction the target goes, away from the concept's, "
+        "e*(c_pair) - eta (e*(c_concept) - e*(c_pair)) (0: the pair's prediction itself)", 0.0
+    )
 
     adversarial_steps: int | None = setting(
         "robust mode: Adam steps of each search for a soft prompt that calls the concept back, whose "
@@ -64,7 +68,8 @@ class GradientConfig(MethodConfig):
     # 0.92 on two seeds against 1.00 at 25; benchmarks/audit_table.py).
     adversarial_every: int = setting("robust mode: training steps between two searches", 25)
 
-    BOUNDS = {**MethodConfig.BOUNDS, "adversarial_steps": (0, 10_000), "adversarial_every": (1, 100_000)}
+    BOUNDS = {**MethodConfig.BOUNDS, "adversarial_steps": (0, 10_000), "adversarial_every": (1, 100_000),
+              "anchor_guidance": (0.0, 100.0)}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -106,7 +111,7 @@ class ForgetGradient(Method):
 
     def anchor_pass(self, batch, generator) -> dict:
         """Leave g_f = grad L_a in the buffer (`anchor.py`); never hinged."""
-        loss = anchor_loss(self.trainer, self.original, batch, generator)
+        loss = anchor_loss(self.trainer, self.original, batch, generator, self.config.anchor_guidance)
         loss.backward()
         return {"forget_loss": loss.item(), "hinge": False}
 
