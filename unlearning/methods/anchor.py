@@ -10,7 +10,10 @@ predicts for the pair's own sentence (the same sentence with the concept replace
 
 and the forget pass descends on it: g_f = grad L_a, with no hinge (L_a falls as the model
 forgets). The idea is Concept Ablation's (Kumari et al., ICCV 2023, model-based variant);
-rg, graddiff and ga combine g_f with the retain gradient as they do the ascent's.
+rg, graddiff and ga combine g_f with the retain gradient as they do the ascent's. With
+`anchor_guidance` eta > 0 the target is e*(c_retain) - eta (e*(c_forget) - e*(c_retain)):
+past the pair's prediction, away from the concept's (ESD's negative guidance, the pair's
+sentence in place of the empty one); on the canvas model eta 1 erased digits further than 0.
 
 e* is the UNet with its trainable tensors' original values, kept as ESD keeps them (`esd.py`).
 No torch at import (the gateway imports the method modules).
