@@ -17,7 +17,7 @@ from unlearning.methods import make_config
 from unlearning.tiny import tiny_unet
 from unlearning.train import TrainingData, Unlearner, batch_indices, seeded_generator
 
-from .test_loop import CPU, EMBEDS, FORGET, SEED, sample_noise
+from .test_loop import CPU, EMBEDS, FORGET, SEED, sample_noise, stopping_after
 
 RETAIN_EMBEDS = torch.randn(4, 6, 32, generator=torch.Generator().manual_seed(1))  # the pairs' sentences
 RETAIN = FORGET + torch.linspace(-1, 1, 8)  # the pairs' images: other latents than the concept's
@@ -85,14 +85,9 @@ def test_a_resumed_anchored_run_keeps_the_original_target(tmp_path):
     """The target's weights are taken before the saved state is loaded over the trainable ones."""
     whole = anchored("rg", steps=4)
     whole.run(unlearning.Callbacks(), None, "key")
-    state, asked = tmp_path / "state.pt", []
-
-    def stop_after_two() -> bool:
-        asked.append(None)
-        return len(asked) > 2
-
+    state = tmp_path / "state.pt"
     with pytest.raises(unlearning.Stopped):
-        anchored("rg", steps=4).run(unlearning.Callbacks(should_stop=stop_after_two), state, "key")
+        anchored("rg", steps=4).run(stopping_after(2), state, "key")
     resumed = anchored("rg", steps=4)
     resumed.run(unlearning.Callbacks(), state, "key")
     assert [r["forget_loss"] for r in resumed.history] == [r["forget_loss"] for r in whole.history]

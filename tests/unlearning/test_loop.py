@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
-from unlearning import restricted_gradient
+from unlearning import Callbacks, restricted_gradient
 from unlearning.families import Conditioning
 from unlearning.methods import make_config
 from unlearning.noise import TrainingNoise
@@ -39,6 +39,17 @@ def trainer(method: str, retain_sign: float, **settings) -> Unlearner:
     data = TrainingData(FORGET, text, retain_sign * FORGET, text, text[:1])
     config = make_config(method, {"batch_size": 2, "learning_rate": 1e-3, **settings})
     return Unlearner(tiny_unet(), sample_noise(), config, data, SEED, CPU)
+
+
+def stopping_after(asks: int) -> Callbacks:
+    """Callbacks whose should_stop says yes from its (asks + 1)-th call: the loop asks once before each step."""
+    asked = []
+
+    def should_stop() -> bool:
+        asked.append(None)
+        return len(asked) > asks
+
+    return Callbacks(should_stop=should_stop)
 
 
 def separate_gradients(unlearner: Unlearner) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ import unlearning
 from unlearning.methods import make_config
 from unlearning.train import batch_indices, seeded_generator, trainable_parameters
 
-from .test_loop import SEED, trainer
+from .test_loop import SEED, stopping_after, trainer
 
 ROBUST = {"adversarial_steps": 3, "adversarial_every": 2, "forget_loss_ceiling": None}
 
@@ -57,14 +57,9 @@ def test_a_robust_run_resumes_to_the_same_weights(tmp_path):
     settings = {**ROBUST, "steps": 4}  # searches at steps 0 and 2; the stop after 3 resumes between two
     whole = trainer("rg", 1.0, **settings)
     whole.run(unlearning.Callbacks(), None, "key")
-    state, asked = tmp_path / "state.pt", []
-
-    def stop_after_three() -> bool:
-        asked.append(None)
-        return len(asked) > 3
-
+    state = tmp_path / "state.pt"
     with pytest.raises(unlearning.Stopped):
-        trainer("rg", 1.0, **settings).run(unlearning.Callbacks(should_stop=stop_after_three), state, "key")
+        trainer("rg", 1.0, **settings).run(stopping_after(3), state, "key")
     assert torch.load(state, weights_only=True)["method"]["encoder_hidden_states"].shape[0] == 1
     resumed = trainer("rg", 1.0, **settings)
     resumed.run(unlearning.Callbacks(), state, "key")
