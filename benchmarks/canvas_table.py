@@ -34,7 +34,9 @@ from unlearning.canvas.judges import held_out_accuracy
 from unlearning.canvas.protocol import scores
 from unlearning.canvas.sampling import accuracies, draw_pairs, load_pipeline
 
-ROBUST = {"adversarial_steps": 50}  # as in audit_table.py: the quick audit's attack length
+# as in audit_table.py: the quick audit's attack length; the robust mode is the ascent's (lethe.json
+# chooses the anchor for a digit)
+ROBUST = {"adversarial_steps": 50, "forget_target": "ascent"}
 VARIANTS = {  # name: (method, hyperparameters beyond the model's lethe.json and --set)
     "rg": ("rg", {}),
     "graddiff": ("graddiff", {}),

@@ -11,7 +11,7 @@ from . import methods
 from .audit import DEFAULT_AUDIT, check_audit_mode
 from .errors import InvalidInput
 from .folders import inspect_pipeline_folder
-from .prompts import check_concepts, read_model_settings
+from .prompts import check_concepts, model_vocabulary, read_model_settings
 
 
 def check_out_folder(out: str | Path) -> Path:
@@ -52,18 +52,35 @@ def prepare_job(base, concepts, out, method, preserve, prompts, hyperparameters,
         raise InvalidInput("seed", f"must be an integer from 0 to {2**32 - 1}, got {seed!r}")
     out = check_out_folder(out)
     model_settings = read_model_settings(folder.path)
-    config = methods.make_config(method, _with_model_defaults(method, model_settings, hyperparameters))
-    return Job(folder.path, out, check_concepts(list(concepts)), list(preserve or []), prompts, config, seed,
+    concepts = check_concepts(list(concepts))
+    config = methods.make_config(method, _with_model_defaults(method, model_settings, concepts, hyperparameters))
+    return Job(folder.path, out, concepts, list(preserve or []), prompts, config, seed,
                model_settings, audit, folder.family.name)
 
 
-def _with_model_defaults(method: str, model_settings: dict, hyperparameters: dict | None) -> dict:
+def _with_model_defaults(method: str, model_settings: dict, concepts: list[str], hyperparameters: dict | None) -> dict:
     """The model's own defaults (lethe.json) that this method knows, under the caller's values."""
     if hyperparameters is not None and not isinstance(hyperparameters, dict):
         raise InvalidInput("hyperparameters", "must be an object")
     known = set(methods.CONFIGS[method].__dataclass_fields__) if method in methods.CONFIGS else set()
-    defaults = {k: v for k, v in model_settings.get("hyperparameters", {}).items() if k in known}
+    defaults = {k: v for k, v in model_defaults(model_settings, concepts).items() if k in known}
     return {**defaults, **(hyperparameters or {})}
+
+
+def model_defaults(model_settings: dict, concepts: list[str]) -> dict:
+    """lethe.json's `hyperparameters`, with `hyperparameters_by_kind[kind]` laid over them when
+    every concept is a class of that kind: a model whose kinds of class erase best with
+    different settings (a style and a digit on the canvas model) carries one set per kind."""
+    shared = _object(model_settings.get("hyperparameters", {}), "hyperparameters")
+    by_kind = _object(model_settings.get("hyperparameters_by_kind", {}), "hyperparameters_by_kind")
+    kind = model_vocabulary(model_settings).kind_of(concepts) if by_kind else None
+    return {**shared, **_object(by_kind.get(kind, {}), f"hyperparameters_by_kind.{kind}")}
+
+
+def _object(value, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise InvalidInput("base", f"lethe.json {name} must be an object, got {type(value).__name__}")
+    return value
 
 
 def manifest_of(job: Job, lineage: dict | None) -> dict:

@@ -54,13 +54,20 @@ class ModelVocabulary:
         if not isinstance(self.classes, dict):
             return self
         kinds = self.classes
-        kind = next((k for k, names in kinds.items() if all(c in names for c in concepts)), next(iter(kinds)))
+        kind = self.kind_of(concepts) or next(iter(kinds))
         words = {k: [n for n in names if n not in erased] for k, names in kinds.items() if k != kind}
 
         def slot(templates: list[str]) -> list[str]:
             return [t.replace("{" + kind + "}", "{concept}") for t in templates]
 
         return ModelVocabulary(slot(self.templates), slot(self.test_templates), list(kinds[kind]), self.synonyms, words)
+
+
+    def kind_of(self, concepts: list[str]) -> str | None:
+        """The kind of class that holds every one of the concepts (None: no one kind does)."""
+        if not isinstance(self.classes, dict):
+            return None
+        return next((k for k, names in self.classes.items() if all(c in names for c in concepts)), None)
 
 
 def read_model_settings(model_dir: str | Path) -> dict:

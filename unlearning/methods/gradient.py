@@ -76,7 +76,8 @@ class GradientConfig(MethodConfig):
         if self.forget_target not in FORGET_TARGETS:
             raise InvalidInput("hyperparameters.forget_target", f"must be one of {', '.join(FORGET_TARGETS)}, got {self.forget_target!r}")
         if self.forget_target == "anchor" and self.adversarial_steps:
-            raise InvalidInput("hyperparameters.forget_target", "'anchor' has no robust mode: set adversarial_steps to 0")
+            raise InvalidInput("hyperparameters.forget_target", "'anchor' has no robust mode: set forget_target to "
+                               "'ascent' (a model's lethe.json may choose the anchor) or adversarial_steps to 0")
 
     @property
     def draws_retain_set(self) -> bool:

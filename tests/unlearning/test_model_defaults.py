@@ -1,0 +1,71 @@
+"""A model's own defaults (lethe.json): shared ones, and one set per kind of class laid over them
+when every concept of the job is of that kind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from unlearning.errors import InvalidInput
+from unlearning.job import prepare_job
+
+CANVAS = Path(__file__).resolve().parents[2] / "models" / "canvas"
+SETTINGS = {
+    "prompts": {"templates": ["a {digit} in {style} style"], "test_templates": ["{style} {digit}"],
+                "classes": {"style": ["red", "dots"], "digit": ["one", "seven"]}},
+    "hyperparameters": {"steps": 40, "learning_rate": 1e-4},
+    "hyperparameters_by_kind": {"digit": {"steps": 70, "forget_target": "anchor"}},
+}
+
+
+@pytest.fixture
+def base(tiny_base, tmp_path):
+    folder = tmp_path / "base"
+    shutil.copytree(tiny_base, folder)
+    return folder
+
+
+def config_for(base, tmp_path, concepts, method="rg", hyperparameters=None, settings=SETTINGS):
+    (base / "lethe.json").write_text(json.dumps(settings))
+    job = prepare_job(base, concepts, tmp_path / "out", method, [], None, hyperparameters, 0)
+    return job.config
+
+
+@pytest.mark.parametrize("concepts, steps, target", [
+    (["seven"], 70, "anchor"),
+    (["one", "seven"], 70, "anchor"),
+    (["dots"], 40, "ascent"),  # a style: only the shared defaults
+    (["seven", "dots"], 40, "ascent"),  # two kinds in one job: no one kind's
+    (["van gogh"], 40, "ascent"),  # of no kind
+])
+def test_the_kind_of_every_concept_chooses_its_defaults(base, tmp_path, concepts, steps, target):
+    config = config_for(base, tmp_path, concepts)
+    assert (config.steps, config.forget_target, config.learning_rate) == (steps, target, 1e-4)
+
+
+def test_the_callers_values_win_and_a_method_takes_only_what_it_knows(base, tmp_path):
+    assert config_for(base, tmp_path, ["seven"], hyperparameters={"steps": 5}).steps == 5
+    esd = config_for(base, tmp_path, ["seven"], method="esd")
+    assert esd.steps == 70 and not hasattr(esd, "forget_target")
+
+
+@pytest.mark.parametrize("by_kind, where", [
+    ([{"steps": 70}], "lethe.json hyperparameters_by_kind must be an object"),
+    ({"digit": [70]}, "lethe.json hyperparameters_by_kind.digit must be an object"),
+])
+def test_a_malformed_kind_entry_is_refused_naming_the_base(base, tmp_path, by_kind, where):
+    with pytest.raises(InvalidInput) as error:
+        config_for(base, tmp_path, ["seven"], settings={**SETTINGS, "hyperparameters_by_kind": by_kind})
+    assert error.value.field == "base" and where in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_canvas_model_erases_a_digit_with_the_anchor_and_a_style_with_the_ascent(tmp_path):
+    digit = prepare_job(CANVAS, ["seven"], tmp_path / "out", "rg", [], None, None, 0).config
+    style = prepare_job(CANVAS, ["dots"], tmp_path / "out", "rg", [], None, None, 0).config
+    assert (digit.forget_target, digit.anchor_guidance, digit.stop_when_erased) == ("anchor", 1.0, None)
+    assert (style.forget_target, style.stop_when_erased) == ("ascent", 0.0)
+    assert digit.trainable == style.trainable == "cross_attention"
