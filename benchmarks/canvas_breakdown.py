@@ -12,7 +12,9 @@ and from the result, and prints per class of the other kind:
 - detector: the share of the erased class's images in which the erasure check's detector
   (`unlearning/audit/stop.py`, fitted as the job fits it) finds the concept;
 
-and what the erased class's images are judged as, of both kinds.
+and what the erased class's images are judged as, of both kinds; then, per other class of the
+erased one's kind (the parts of IRA), the share of its images judged right and what the rest are
+judged as.
 
     python benchmarks/canvas_breakdown.py zero --seed 1
     python benchmarks/canvas_breakdown.py seven --set trainable='"cross_attention_keys"' --set learning_rate=1e-3
@@ -71,7 +73,21 @@ def breakdown(folder: Path, concept: str, seed: int, per_pair: int, detector) ->
             "others": float(np.mean([np.mean(j[other] == index) for p, j in mine.items() if p != erased_pair])),
             "detector": None if detector is None else detected(detector, images[erased_pair]),
         }
-    return {"per_class": rows, "judged_as": {k: dict(seen[k].most_common()) for k in KINDS}}
+    return {"per_class": rows, "judged_as": {k: dict(seen[k].most_common()) for k in KINDS},
+            "siblings": siblings(judged, kind, erased)}
+
+
+def siblings(judged: dict, kind: str, erased: int) -> dict:
+    """Per other class of the erased one's kind (IRA's parts): the share of its images judged
+    right, and what the others are judged as."""
+    found = {}
+    for index, name in enumerate(KINDS[kind]):
+        if index == erased:
+            continue
+        labels = np.concatenate([j[kind] for pair, j in judged.items() if _index(pair, kind) == index])
+        wrong = Counter(KINDS[kind][i] for i in labels if i != index)
+        found[name] = {"right": float(np.mean(labels == index)), "judged_as": dict(wrong.most_common())}
+    return found
 
 
 def _index(pair: tuple[int, int], kind: str) -> int:
@@ -87,6 +103,11 @@ def markdown(found: dict) -> str:
         after = found["erased"]["per_class"][name]
         lines.append(f"| {name} | " + " | ".join(cell(r[k]) for r in (before, after)
                                                  for k in ("found", "kept", "others", "detector")) + " |")
+    lines += ["", "| sibling | original: right | erased: right | erased: the wrong ones judged as |", "|---|---|---|---|"]
+    for name, before in found["original"]["siblings"].items():
+        after = found["erased"]["siblings"][name]
+        wrong = ", ".join(f"{k} {n}" for k, n in after["judged_as"].items()) or "—"
+        lines.append(f"| {name} | {before['right']:.2f} | {after['right']:.2f} | {wrong} |")
     return "\n".join(lines)
 
 

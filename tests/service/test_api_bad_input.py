@@ -52,6 +52,7 @@ BAD_BODIES = [
     (with_(method="esd", hyperparameters={"negative_guidance": -1}), "hyperparameters.negative_guidance"),
     (hp(adversarial_every=0), "hyperparameters.adversarial_every"),  # a method's own setting reaches its check
     (hp(forget_target="descent"), "hyperparameters.forget_target"),
+    (hp(retain_target="model"), "hyperparameters.retain_target"),
     (with_(method="esd", hyperparameters={"adversarial_steps": 50}), "hyperparameters.adversarial_steps"),
     (hp(guidance_scale=51.0), "hyperparameters.guidance_scale"),
     (with_(seed=-1), "seed"),

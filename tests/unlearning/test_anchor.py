@@ -1,6 +1,7 @@
 """The anchored forget target (`forget_target: "anchor"`): the forget pass descends on
 mean((e_theta(z_t, c_forget) - e*(z_t, c_retain))^2) on the retain latents, e* the original UNet;
-the gradient methods combine it with g_r as they combine the ascent's g_f."""
+the gradient methods combine it with g_r as they combine the ascent's g_f. And the retain target
+that holds the pairs' sentences to e*'s prediction (`retain_target: "original"`)."""
 
 from __future__ import annotations
 
@@ -45,15 +46,21 @@ def gradients_apart(unlearner: Unlearner, original) -> tuple[torch.Tensor, torch
     goal = pair - unlearner.config.anchor_guidance * (concept - pair)
     anchor = F.mse_loss(unet(z_t, t, encoder_hidden_states=forget).sample, goal)
     z_t, _, t, z_0 = noise.noised(data.retain_latents[batch], generator, CPU)
+    if unlearner.config.to_dict().get("retain_target") == "original":  # the pair held to the original's prediction
+        with torch.no_grad():
+            z_0 = original(z_t, t, encoder_hidden_states=retain).sample
     keep = F.mse_loss(unet(z_t, t, encoder_hidden_states=retain).sample, z_0)
     flat = lambda loss: torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])  # noqa: E731
     return flat(anchor), flat(keep)
 
 
-@pytest.mark.parametrize("method, guidance", [("rg", 0.0), ("graddiff", 0.0), ("ga", 0.0), ("rg", 1.5)])
-def test_every_step_descends_on_the_anchor_and_combines_it_as_the_method_does(method, guidance):
+@pytest.mark.parametrize("method, guidance, retain", [
+    ("rg", 0.0, {}), ("graddiff", 0.0, {}), ("ga", 0.0, {}), ("rg", 1.5, {}),
+    ("rg", 0.5, {"retain_target": "original"}), ("graddiff", 0.0, {"retain_target": "original"}),
+])
+def test_every_step_descends_on_the_anchor_and_combines_it_as_the_method_does(method, guidance, retain):
     # a ceiling the ascent would pass: the anchor has none
-    unlearner = anchored(method, forget_loss_ceiling=1e-6, anchor_guidance=guidance)
+    unlearner = anchored(method, forget_loss_ceiling=1e-6, anchor_guidance=guidance, **retain)
     original = copy.deepcopy(unlearner.unet).eval()
     for _ in range(3):
         g_a, g_r = gradients_apart(unlearner, original)
@@ -81,16 +88,18 @@ def test_an_anchored_run_brings_the_concepts_sentences_to_their_pairs():
     assert anchor_gap(unlearner, original) < 0.5 * before
 
 
-def test_a_resumed_anchored_run_keeps_the_original_target(tmp_path):
+@pytest.mark.parametrize("targets", [{}, {"forget_target": "ascent", "retain_target": "original"}])
+def test_a_resumed_run_keeps_the_original_target(tmp_path, targets):
     """The target's weights are taken before the saved state is loaded over the trainable ones."""
-    whole = anchored("rg", steps=4)
+    whole = anchored("rg", steps=4, **targets)
     whole.run(unlearning.Callbacks(), None, "key")
     state = tmp_path / "state.pt"
     with pytest.raises(unlearning.Stopped):
-        anchored("rg", steps=4).run(stopping_after(2), state, "key")
-    resumed = anchored("rg", steps=4)
+        anchored("rg", steps=4, **targets).run(stopping_after(2), state, "key")
+    resumed = anchored("rg", steps=4, **targets)
     resumed.run(unlearning.Callbacks(), state, "key")
-    assert [r["forget_loss"] for r in resumed.history] == [r["forget_loss"] for r in whole.history]
+    losses = ("forget_loss", "retain_loss")
+    assert [[r[k] for k in losses] for r in resumed.history] == [[r[k] for k in losses] for r in whole.history]
     assert all(torch.equal(p, q) for (_, p), (_, q) in zip(resumed.named, whole.named))
 
 
@@ -98,6 +107,7 @@ def test_a_resumed_anchored_run_keeps_the_original_target(tmp_path):
     ({"forget_target": "descent"}, "forget_target", "must be one of ascent, anchor"),
     ({"forget_target": "anchor", "adversarial_steps": 5}, "forget_target", "no robust mode"),
     ({"forget_target": "anchor", "anchor_guidance": -1.0}, "anchor_guidance", "between 0 and 100"),
+    ({"retain_target": "model"}, "retain_target", "must be one of noise, original"),
 ])
 def test_bad_anchor_settings_are_refused_by_name(settings, field, message):
     with pytest.raises(unlearning.InvalidInput) as error:
@@ -109,3 +119,11 @@ def test_gradient_ascent_draws_the_retain_images_only_with_the_anchor():
     assert make_config("rg").forget_target == "ascent"
     assert not make_config("ga").draws_retain_set
     assert make_config("ga", {"forget_target": "anchor"}).draws_retain_set
+
+
+def test_the_original_retain_target_starts_at_zero_and_holds_the_pairs_as_the_weights_move():
+    unlearner = anchored("rg", steps=5, forget_target="ascent", retain_target="original", forget_loss_ceiling=None)
+    unlearner.run(unlearning.Callbacks(), None, "key")
+    kept = [r["retain_loss"] for r in unlearner.history]
+    assert kept[0] == 0.0 and all(k > 0 for k in kept[1:])  # the weights are the original's only before the first step
+    assert unlearner.method.original is None  # released with the run

@@ -1,4 +1,5 @@
-"""The anchored forget target of the gradient methods (`forget_target: "anchor"`).
+"""Targets from the original model: the anchored forget target of the gradient methods
+(`forget_target: "anchor"`), and the retain target that holds the pairs to the original.
 
 Gradient ascent raises the denoising loss of the concept's images by any means; on the canvas
 model the cheapest means is to change the rest of the prompt (a digit's sentences lose their
@@ -14,6 +15,9 @@ rg, graddiff and ga combine g_f with the retain gradient as they do the ascent's
 `anchor_guidance` eta > 0 the target is e*(c_retain) - eta (e*(c_forget) - e*(c_retain)):
 past the pair's prediction, away from the concept's (ESD's negative guidance, the pair's
 sentence in place of the empty one); on the canvas model eta 1 erased digits further than 0.
+
+The same frozen prediction can hold the retain side (`retain_target: "original"` of rg and
+graddiff): the pair's sentence keeps predicting what the original model predicts (`kept_loss`).
 
 e* is the UNet with its trainable tensors' original values, kept as ESD keeps them (`esd.py`).
 No torch at import (the gateway imports the method modules).
@@ -32,12 +36,25 @@ def original_weights(trainer: Any) -> dict:
 
 def anchor_loss(trainer: Any, original: dict, batch, generator, guidance: float = 0.0):
     """L_a on the batch's retain latents, the target from the original weights (no graph)."""
+    return _towards_original(trainer, original, batch, generator, trainer.data.forget_conditioning[batch], guidance)
+
+
+def kept_loss(trainer: Any, original: dict, batch, generator):
+    """The retain loss with `retain_target: "original"`: the pair's sentence held to the original
+    model's prediction on the same noisy retain latents, mean((e(z_t, c_retain) - e*(z_t, c_retain))^2).
+    Zero with a zero gradient until the weights move, where the denoising loss (towards the drawn
+    noise) pulls every step, in a direction that changes with the draw."""
+    return _towards_original(trainer, original, batch, generator, trainer.data.retain_conditioning[batch])
+
+
+def _towards_original(trainer: Any, original: dict, batch, generator, conditioning, guidance: float = 0.0):
+    """mean((e(z_t, conditioning) - goal)^2) on the batch's noised retain latents, with
+    goal = e*(z_t, c_retain) - guidance (e*(z_t, conditioning) - e*(z_t, c_retain))."""
     import torch.nn.functional as F
 
     data = trainer.data
-    forget = data.forget_conditioning[batch]
     noisy, _, t, _ = trainer.noise.noised(data.retain_latents[batch], generator, trainer.device)
     goal = trainer.prediction(noisy, t, data.retain_conditioning[batch], weights=original).float()
     if guidance:
-        goal = goal - guidance * (trainer.prediction(noisy, t, forget, weights=original).float() - goal)
-    return F.mse_loss(trainer.prediction(noisy, t, forget).float(), goal)
+        goal = goal - guidance * (trainer.prediction(noisy, t, conditioning, weights=original).float() - goal)
+    return F.mse_loss(trainer.prediction(noisy, t, conditioning).float(), goal)

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .adversarial import Adversary
-from .anchor import anchor_loss, original_weights
+from .anchor import anchor_loss, kept_loss, original_weights
 from .base import InvalidInput, Method, MethodConfig, setting
 
 FORGET_TARGETS = ("ascent", "anchor")
+RETAIN_TARGETS = ("noise", "original")
 GRAM_CHUNK = 1 << 22  # elements per fp64 block: 2 rows of it are 64 MiB, whatever N is
 
 
@@ -90,12 +91,16 @@ class ForgetGradient(Method):
     def __init__(self, config, trainer):
         super().__init__(config, trainer)
         self.adversary = Adversary(config, trainer) if config.adversarial_steps else None
-        self.original = original_weights(trainer) if config.forget_target == "anchor" else None
+        self.original = original_weights(trainer) if self.needs_original(config) else None
+
+    @staticmethod
+    def needs_original(config) -> bool:
+        return config.forget_target == "anchor"
 
     def forget_pass(self, batch, generator) -> dict:
         """Leave g_f (or nothing, under the hinge) in the buffer; return the losses and whether it is hinged.
         In the robust mode g_f = -grad of the mean of the unhinged halves' losses."""
-        if self.original is not None:
+        if self.config.forget_target == "anchor":
             return self.anchor_pass(batch, generator)
         data = self.trainer.data
         record: dict = {}
@@ -136,6 +141,10 @@ class CombinedGradient(ForgetGradient):
     gradient_rows: ClassVar[int] = 2
     uses_retain_set: ClassVar[bool] = True
 
+    @staticmethod
+    def needs_original(config) -> bool:
+        return ForgetGradient.needs_original(config) or config.retain_target == "original"
+
     def coefficients(self, ff: float, rr: float, fr: float) -> tuple[float, float]:
         raise NotImplementedError
 
@@ -156,8 +165,12 @@ class CombinedGradient(ForgetGradient):
         return record
 
     def retain_pass(self, batch, generator) -> float:
-        """Leave g_r = grad L_r in the buffer; return L_r."""
+        """Leave g_r = grad L_r in the buffer; return L_r (the denoising loss, or with
+        `retain_target: "original"` the distance to the original model's prediction)."""
         data = self.trainer.data
-        loss = self.trainer.denoising_loss(data.retain_latents[batch], data.retain_conditioning[batch], generator)
+        if self.config.retain_target == "original":
+            loss = kept_loss(self.trainer, self.original, batch, generator)
+        else:
+            loss = self.trainer.denoising_loss(data.retain_latents[batch], data.retain_conditioning[batch], generator)
         loss.backward()
         return loss.item()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import InvalidInput, setting
-from .gradient import CombinedGradient, GradientConfig, gram
+from .gradient import RETAIN_TARGETS, CombinedGradient, GradientConfig, gram
 from .registry import register
 
 
@@ -27,6 +27,11 @@ class RGConfig(GradientConfig):
     implementation = RestrictedGradient
 
     retain_weight: float = setting("weight w of the retain direction in d = g_f + w g_r (the paper's alpha)", 1.6)
+    retain_target: str = setting(
+        "the retain loss: 'noise' (the paper's: the denoising loss of the pairs' images) or 'original' (the "
+        "pairs' sentences held to the original model's prediction on the same noisy images; keeps a copy of "
+        "the trainable tensors)", "noise"
+    )
     forget_loss_ceiling: float | None = setting(
         "the hinge: no forget gradient once the forget loss exceeds this level (null: never)", 1.1
     )
@@ -34,6 +39,8 @@ class RGConfig(GradientConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_positive("retain_weight", self.retain_weight)
+        if self.retain_target not in RETAIN_TARGETS:
+            raise InvalidInput("hyperparameters.retain_target", f"must be one of {', '.join(RETAIN_TARGETS)}, got {self.retain_target!r}")
         if self.forget_loss_ceiling is not None:
             _check_positive("forget_loss_ceiling", self.forget_loss_ceiling)
 

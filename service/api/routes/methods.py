@@ -19,14 +19,14 @@ from service.api.deps import CallerDep
 from service.api.schemas import Hyperparameters, ListOf
 from unlearning.methods import CONFIGS, DEFAULT_METHOD
 from unlearning.methods.base import TRAINABLE_SETS
-from unlearning.methods.gradient import FORGET_TARGETS
+from unlearning.methods.gradient import FORGET_TARGETS, RETAIN_TARGETS
 
 router = APIRouter(prefix="/v1/methods", tags=["methods"])
 
 # A config field's annotation (a string: the modules use `from __future__ import annotations`)
 # by its first word; a type not listed is "json", a value given as JSON.
 TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "tuple[str,": "array", "list[str]": "array"}
-CHOICES = {"trainable": list(TRAINABLE_SETS), "forget_target": list(FORGET_TARGETS)}
+CHOICES = {"trainable": list(TRAINABLE_SETS), "forget_target": list(FORGET_TARGETS), "retain_target": list(RETAIN_TARGETS)}
 
 
 class SettingPublic(BaseModel):
