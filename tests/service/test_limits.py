@@ -149,7 +149,11 @@ def test_the_default_limit_refuses_the_probes_job(tmp_path, tiny_pipeline):
         ("rg", {}, JobCost(training=100 * 8 * 2, data=800 * 25 * 2, evaluation=8 * 2 * 25 * 2)),
         ("graddiff", {"steps": 10, "batch_size": 2}, JobCost(10 * 2 * 2, 800 * 25 * 2, 800)),
         ("ga", {"num_prompts": 4, "generation_steps": 5, "eval_prompts": 0}, JobCost(100 * 8, 4 * 5, 0)),
-        ("esd", {}, JobCost(training=200 * 1, data=200 * 25, evaluation=800)),  # its own defaults
+        ("esd", {}, JobCost(training=200 * 1 * 3, data=200 * 25, evaluation=800)),  # its own defaults, 2 frozen passes
+        ("rg", {"forget_target": "anchor"}, JobCost(100 * 8 * 3, 800 * 25 * 2, 800)),  # e*(c_retain)
+        ("rg", {"forget_target": "anchor", "anchor_guidance": 0.5, "retain_target": "original"},
+         JobCost(100 * 8 * 5, 800 * 25 * 2, 800)),  # e*(c_retain) and e*(c_forget), and the retain's e*
+        ("ga", {"forget_target": "anchor", "anchor_guidance": 1.0}, JobCost(100 * 8 * 3, 800 * 25 * 2, 800)),
         ("rg", {"adversarial_steps": 50, "adversarial_every": 30},  # the robust mode: 4 searches of 50 steps
          JobCost(training=100 * 8 * 2 + 100 * 8 + 4 * 50 * 8, data=800 * 25 * 2, evaluation=800)),
         ("rg", {"stop_when_erased": 0.0},  # 11 erasure checks (one before training) of 32 images

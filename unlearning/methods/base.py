@@ -98,6 +98,12 @@ class MethodConfig:
         return cls(**values)
 
     @property
+    def frozen_passes(self) -> int:
+        """Forward passes per sample and step through the original weights (no backward), beyond
+        the trained passes: the targets of esd and of the anchor, the retain target 'original'."""
+        return 0
+
+    @property
     def draws_retain_set(self) -> bool:
         """Whether a job generates the retain images: the method trains on them, or the erasure
         check behind `stop_when_erased` fits its detectors on them."""

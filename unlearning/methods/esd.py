@@ -60,6 +60,10 @@ class ESDConfig(MethodConfig):
         super().__post_init__()
         _check_positive("negative_guidance", self.negative_guidance)
 
+    @property
+    def frozen_passes(self) -> int:
+        return 2  # e*(x_t) and e*(x_t, c)
+
 
 def target(uncond, cond, negative_guidance: float):
     """e*(x_t) - eta (e*(x_t, c) - e*(x_t)), from the frozen model's two predictions."""

@@ -84,6 +84,12 @@ class GradientConfig(MethodConfig):
     def draws_retain_set(self) -> bool:
         return super().draws_retain_set or self.forget_target == "anchor"  # the anchor trains on the retain images
 
+    @property
+    def frozen_passes(self) -> int:
+        if self.forget_target != "anchor":
+            return 0
+        return 2 if self.anchor_guidance else 1  # e*(c_retain), and e*(c_forget) for eta
+
 
 class ForgetGradient(Method):
     """The forget pass (ascent with the hinge, or the anchor): the whole of `ga`, the first half of the others."""
