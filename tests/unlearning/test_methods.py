@@ -86,6 +86,7 @@ def test_methods_are_registered_with_the_paper_defaults():
         ("rg", {"learning_rate": float("nan")}, "hyperparameters.learning_rate"),
         ("rg", {"batch_size": True}, "hyperparameters.batch_size"),
         ("rg", {"retain_weight": 0}, "hyperparameters.retain_weight"),
+        ("graddiff", {"forget_loss_ceiling": -1.0}, "hyperparameters.forget_loss_ceiling"),
         ("rg", {"trainable": "vae"}, "hyperparameters.trainable"),
         ("rg", {"negative_guidance": 1.0}, "hyperparameters.negative_guidance"),
         ("ga", {"retain_weight": 1.0}, "hyperparameters.retain_weight"),

@@ -41,12 +41,12 @@ class RGConfig(GradientConfig):
         _check_positive("retain_weight", self.retain_weight)
         if self.retain_target not in RETAIN_TARGETS:
             raise InvalidInput("hyperparameters.retain_target", f"must be one of {', '.join(RETAIN_TARGETS)}, got {self.retain_target!r}")
+        if self.forget_loss_ceiling is not None:
+            _check_positive("forget_loss_ceiling", self.forget_loss_ceiling)
 
     @property
     def frozen_passes(self) -> int:
         return super().frozen_passes + (self.retain_target == "original")
-        if self.forget_loss_ceiling is not None:
-            _check_positive("forget_loss_ceiling", self.forget_loss_ceiling)
 
 
 def _check_positive(name: str, value: float) -> None:
