@@ -76,15 +76,28 @@ def read_model_settings(model_dir: str | Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        settings = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise InvalidInput("base", f"{path} is not valid JSON: {error}") from None
+    if not isinstance(settings, dict):
+        raise InvalidInput("base", f"{path} must hold a JSON object, got {type(settings).__name__}")
+    return settings
 
 
 def model_vocabulary(settings: dict) -> ModelVocabulary:
     prompts = settings.get("prompts", {})
+    if not isinstance(prompts, dict):
+        raise InvalidInput("base", "lethe.json prompts must be an object")
     known = {k: prompts[k] for k in ("templates", "test_templates", "classes", "synonyms") if k in prompts}
+    _check_classes(known.get("classes", []))
     return ModelVocabulary(**known)
+
+
+def _check_classes(classes) -> None:
+    """A list of class names, or {kind: [class names]}; anything else from a base's file is refused."""
+    lists = classes.values() if isinstance(classes, dict) else [classes]
+    if not all(isinstance(names, list) and all(isinstance(n, str) for n in names) for names in lists):
+        raise InvalidInput("base", "lethe.json prompts.classes must be a list of strings or an object of such lists")
 
 
 def check_concepts(concepts: list[str], field_name: str = "concepts") -> list[str]:

@@ -63,6 +63,18 @@ def test_a_malformed_kind_entry_is_refused_naming_the_base(base, tmp_path, by_ki
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("settings, where", [
+    ([SETTINGS], "must hold a JSON object, got list"),
+    ({**SETTINGS, "prompts": {"classes": {"digit": 5}}}, "prompts.classes must be a list of strings"),
+    ({**SETTINGS, "prompts": {"classes": "seven"}}, "prompts.classes must be a list of strings"),
+    ({**SETTINGS, "prompts": ["a {concept}"]}, "prompts must be an object"),
+])
+def test_a_malformed_lethe_json_is_refused_naming_the_base(base, tmp_path, settings, where):
+    with pytest.raises(InvalidInput) as error:
+        config_for(base, tmp_path, ["seven"], settings=settings)
+    assert error.value.field == "base" and where in str(error.value)
+
+
 def test_the_canvas_model_erases_a_digit_with_the_anchor_and_a_style_with_the_ascent(tmp_path):
     digit = prepare_job(CANVAS, ["seven"], tmp_path / "out", "rg", [], None, None, 0).config
     style = prepare_job(CANVAS, ["dots"], tmp_path / "out", "rg", [], None, None, 0).config
