@@ -152,9 +152,10 @@ class JobCost:
     where `sets` is 2 for a method that also trains on the retain set (rg, graddiff: a forget
     and a retain pass per step, and retain latents to generate), else 1 (ga, esd), and the frozen
     passes are the forwards through the original weights that give a target (esd's two, the
-    anchor's one or two, one for retain_target 'original': `frozen_passes`). The robust
-    mode (`adversarial_steps`) adds to training steps x batch_size (the adversarial rows) and
-    searches x adversarial_steps x the search's batch, a search every `adversarial_every` steps.
+    anchor's one or two, twice in the robust mode, one for retain_target 'original':
+    `frozen_passes`). The robust mode (`adversarial_steps`) adds to training steps x batch_size
+    (the adversarial rows) and searches x adversarial_steps x the search's batch, a search every
+    `adversarial_every` steps.
     Classifier-free guidance doubles the passes of every sampler step; it is left out, as a
     constant factor.
     """

@@ -3,7 +3,9 @@ NeurIPS 2024), on our loop: every `adversarial_every` steps, on the current weig
 soft prompt that calls the concept back (the audit's attack, `unlearning.audit.attack`), then
 train against it until the next search. Each step's forget batch is doubled: the batch's
 latents under their own prompts, and the same latents under the learned conditioning (the
-adversarial rows, replaced at each search), each half hinged on its own loss.
+adversarial rows, replaced at each search), each half hinged on its own loss. With the anchor
+(`forget_target: "anchor"`) the second half is the anchor's loss with the learned conditioning
+in the concept's sentences' place (`anchor.py`): no hinge, as the first.
 
 The search starts from the unconditional prompt, as the audit's attack starts from a sentence
 without the concept, and its targets are the forget set's own latents (the original model's
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Any
+
+from .anchor import anchor_loss
 
 SEARCH_TOKENS = 4  # learned vectors, as the quick audit's attack
 SEARCH_LEARNING_RATE = 0.2
@@ -27,9 +31,10 @@ class Adversary:
         self.config, self.trainer = config, trainer
         self.found = None  # Conditioning (1 row, on the CPU) once the first search has run
 
-    def loss(self, batch, record: dict):
-        """The denoising loss of the batch's latents under the learned conditioning; a search first
-        on the steps that start a period (its final attack loss goes into `record`)."""
+    def loss(self, batch, record: dict, original: dict | None = None, guidance: float = 0.0):
+        """The batch's loss under the learned conditioning: the denoising loss of its latents, or with
+        the `original` weights the anchor's L_a. A search first on the steps that start a period (its
+        final attack loss goes into `record`)."""
         from ..train import seeded_generator
 
         trainer = self.trainer
@@ -37,7 +42,10 @@ class Adversary:
             self.found, losses = self.search()
             record["search_loss"] = losses[-1]
         generator = seeded_generator(trainer.seed, "adversarial", trainer.step_index)  # the step's own draws stay as they are
-        return trainer.denoising_loss(trainer.data.forget_latents[batch], self.found.expand(len(batch)), generator)
+        rows = self.found.expand(len(batch))
+        if original is not None:
+            return anchor_loss(trainer, original, batch, generator, guidance, rows)
+        return trainer.denoising_loss(trainer.data.forget_latents[batch], rows, generator)
 
     def search(self):
         """A soft prompt learned on the current weights (frozen for it) against the forget latents."""

@@ -16,6 +16,9 @@ rg, graddiff and ga combine g_f with the retain gradient as they do the ascent's
 past the pair's prediction, away from the concept's (ESD's negative guidance, the pair's
 sentence in place of the empty one); on the canvas model eta 1 erased digits further than 0.
 
+In the robust mode the learned conditioning that calls the concept back takes the concept's
+sentence's place in a second L_a on the same rows: whatever draws the concept learns to draw the pair.
+
 The same frozen prediction can hold the retain side (`retain_target: "original"` of rg and
 graddiff): the pair's sentence keeps predicting what the original model predicts (`kept_loss`).
 
@@ -34,9 +37,12 @@ def original_weights(trainer: Any) -> dict:
     return {name: p.detach().clone() for name, p in trainer.named}
 
 
-def anchor_loss(trainer: Any, original: dict, batch, generator, guidance: float = 0.0):
-    """L_a on the batch's retain latents, the target from the original weights (no graph)."""
-    return _towards_original(trainer, original, batch, generator, trainer.data.forget_conditioning[batch], guidance)
+def anchor_loss(trainer: Any, original: dict, batch, generator, guidance: float = 0.0, conditioning=None):
+    """L_a on the batch's retain latents, the target from the original weights (no graph). `conditioning`
+    takes the place of the concept's sentences (the robust mode's learned rows, `adversarial.py`)."""
+    if conditioning is None:
+        conditioning = trainer.data.forget_conditioning[batch]
+    return _towards_original(trainer, original, batch, generator, conditioning, guidance)
 
 
 def kept_loss(trainer: Any, original: dict, batch, generator):

@@ -6,7 +6,8 @@ prediction for the paired retain sentence (`anchor.py`), never hinged. Retain pa
 g_r = grad L_r. Each method gives the combination d = a g_f + b g_r from the three dot
 products |g_f|^2, |g_r|^2 and g_f . g_r. Gradient ascent stops after the forget pass.
 In the robust mode (`adversarial_steps`, `adversarial.py`) the forget pass also takes the batch's
-latents under a learned adversarial conditioning; each half is hinged on its own loss.
+latents under a learned adversarial conditioning; each half is hinged on its own loss (with the
+anchor: the learned rows anchored as the concept's sentences are, never hinged).
 
 No torch at import (the gateway imports the method modules): the code here works through
 tensor methods and imports torch only inside `gram`.
@@ -54,7 +55,7 @@ class GradientConfig(MethodConfig):
     forget_target: str = setting(
         "the forget pass: 'ascent' (the paper's: gradient ascent on the concept's images, hinged) or 'anchor' "
         "(descent towards the original model's prediction for the paired retain sentence, on its image: the "
-        "concept's sentences learn to draw their pair's; no hinge, no robust mode)", "ascent"
+        "concept's sentences learn to draw their pair's; no hinge)", "ascent"
     )
     anchor_guidance: float = setting(
         "with the anchor: how far past the pair's prediction the target goes, away from the concept's, "
@@ -76,9 +77,6 @@ class GradientConfig(MethodConfig):
         super().__post_init__()
         if self.forget_target not in FORGET_TARGETS:
             raise InvalidInput("hyperparameters.forget_target", f"must be one of {', '.join(FORGET_TARGETS)}, got {self.forget_target!r}")
-        if self.forget_target == "anchor" and self.adversarial_steps:
-            raise InvalidInput("hyperparameters.forget_target", "'anchor' has no robust mode: set forget_target to "
-                               "'ascent' (a model's lethe.json may choose the anchor) or adversarial_steps to 0")
 
     @property
     def draws_retain_set(self) -> bool:
@@ -88,7 +86,8 @@ class GradientConfig(MethodConfig):
     def frozen_passes(self) -> int:
         if self.forget_target != "anchor":
             return 0
-        return 2 if self.anchor_guidance else 1  # e*(c_retain), and e*(c_forget) for eta
+        per_row = 2 if self.anchor_guidance else 1  # e*(c_retain), and e*(c_forget) for eta
+        return per_row * (2 if self.adversarial_steps else 1)  # the robust mode anchors its learned rows too
 
 
 class ForgetGradient(Method):
@@ -122,10 +121,17 @@ class ForgetGradient(Method):
         return record  # returning drops the losses: a hinged half's graph is freed here, unused
 
     def anchor_pass(self, batch, generator) -> dict:
-        """Leave g_f = grad L_a in the buffer (`anchor.py`); never hinged."""
-        loss = anchor_loss(self.trainer, self.original, batch, generator, self.config.anchor_guidance)
-        loss.backward()
-        return {"forget_loss": loss.item(), "hinge": False}
+        """Leave g_f = grad L_a in the buffer (`anchor.py`); never hinged. In the robust mode
+        g_f = grad of the mean of L_a and L_a with the learned rows in the concept's place."""
+        record: dict = {}
+        guidance = self.config.anchor_guidance
+        losses = {"forget_loss": anchor_loss(self.trainer, self.original, batch, generator, guidance)}
+        if self.adversary is not None:
+            losses["adversarial_loss"] = self.adversary.loss(batch, record, self.original, guidance)
+        (sum(losses.values()) / len(losses)).backward()
+        record.update({name: loss.item() for name, loss in losses.items()})
+        record["hinge"] = False
+        return record
 
     def direction(self, batch, generator) -> dict:
         return self.forget_pass(batch, generator)
