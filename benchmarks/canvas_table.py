@@ -11,7 +11,9 @@ method's defaults overridden only by the model's lethe.json and any --set; no au
 After each job every style x digit pair is drawn (--per-pair images, the stock pipeline call,
 the job's seed) and judged by the two judges; UA, IRA and CRA are defined in
 `unlearning/canvas/protocol.py`. The original row scores the original model's images as if
-the same classes were erased. Time: wall seconds of the job's erase() calls.
+the same classes were erased. Time: wall seconds of the job's erase() calls. With --attack, a
+job that erased one class is also attacked with the audit's soft prompt, at two strengths, and
+the judges say how often the learned prompt draws the class again (`canvas_attack.py`).
 
     python benchmarks/canvas_table.py                    # 3 styles, 3 digits, multi, chain; seed 0
     python benchmarks/canvas_table.py --seeds 0 1 2      # the issue's protocol
@@ -29,14 +31,15 @@ import time
 from pathlib import Path
 
 import unlearning
+from canvas_attack import attacks
 from unlearning.canvas.check import ALL_PAIRS
 from unlearning.canvas.judges import held_out_accuracy
 from unlearning.canvas.protocol import scores
 from unlearning.canvas.sampling import accuracies, draw_pairs, load_pipeline
 
-# as in audit_table.py: the quick audit's attack length; the robust mode is the ascent's (lethe.json
-# chooses the anchor for a digit)
-ROBUST = {"adversarial_steps": 50, "forget_target": "ascent"}
+# as in audit_table.py: the quick audit's attack length, over the forget target lethe.json chooses
+# (the anchor for a digit, the ascent for a style)
+ROBUST = {"adversarial_steps": 50}
 VARIANTS = {  # name: (method, hyperparameters beyond the model's lethe.json and --set)
     "rg": ("rg", {}),
     "graddiff": ("graddiff", {}),
@@ -117,6 +120,19 @@ def tables(rows: list[dict], methods) -> str:
     return per_job + "\n\n" + markdown(several, methods, label=lambda r: f"every {r['kind']}") if several else per_job
 
 
+def attack_table(rows: list[dict], methods) -> str:
+    """Per erased class and method: the attack's success at both strengths, mean ± sd over seeds."""
+    lines = ["| erased | method | attack, quick ↓ | attack, full ↓ | runs |", "|---|---|---|---|---|"]
+    attacked = [r for r in rows if "attack_quick" in r]
+    for erased in dict.fromkeys(r["erased"][0] for r in attacked):
+        for method in ("original", *methods):
+            mine = [r for r in attacked if r["erased"][0] == erased and r["method"] == method]
+            if mine:
+                lines.append(f"| {erased} | {method} | {spread([r['attack_quick'] for r in mine], 2)} | "
+                             f"{spread([r['attack_full'] for r in mine], 2)} | {len(mine)} |")
+    return "\n".join(lines)
+
+
 def parse_set(pairs: list[str]) -> dict:
     return {key: json.loads(value) for key, _, value in (pair.partition("=") for pair in pairs)}
 
@@ -134,25 +150,34 @@ def main(argv=None) -> int:
     parser.add_argument("--per-pair", type=int, default=5, help="images drawn per style x digit pair and model")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="a hyperparameter for every method (e.g. steps=200); recorded in the JSON")
+    parser.add_argument("--attack", action="store_true", help="also attack each job of one class (canvas_attack.py)")
     parser.add_argument("--json", type=Path, default=Path("canvas_table.json"))
     args = parser.parse_args(argv)
     overrides, rows = parse_set(args.set), []
     original = {seed: judged(args.model, seed, args.per_pair) for seed in args.seeds}
+    original_pipe = load_pipeline(args.model) if args.attack else None
+    attacked = (lambda folder, erased, seed: attacks(load_pipeline(folder), original_pipe, erased, seed)) \
+        if args.attack else (lambda folder, erased, seed: {})
     with tempfile.TemporaryDirectory(prefix="canvas-table-") as work:
         for kind, stages in jobs(args.styles, args.digits, args.jobs):
             erased = [c for stage in stages for c in stage]
             for seed in args.seeds:
                 rows.append({"kind": kind, "erased": erased, "method": "original", "seed": seed,
-                             **scores(original[seed], erased), "seconds": 0.0})
+                             **scores(original[seed], erased), "seconds": 0.0, **attacked(args.model, erased, seed)})
                 for method in args.methods:
                     folder, seconds, steps = run_job(args.model, method, stages, seed, overrides, Path(work))
                     row = {"kind": kind, "erased": erased, "method": method, "seed": seed,
-                           **scores(judged(folder, seed, args.per_pair), erased), "seconds": seconds, "steps": steps}
+                           **scores(judged(folder, seed, args.per_pair), erased), "seconds": seconds, "steps": steps,
+                           **attacked(folder, erased, seed)}
                     shutil.rmtree(folder)
                     rows.append(row)
                     print(f"  {method} {kind} {erased} seed {seed}: UA {row['UA']:.2f} IRA {row['IRA']:.2f} "
-                          f"CRA {spread([row['CRA']], 2)} {seconds:.0f} s, steps {steps}", file=sys.stderr, flush=True)
+                          f"CRA {spread([row['CRA']], 2)} {seconds:.0f} s, steps {steps}"
+                          + "".join(f", {k} {v:.2f}" for k, v in row.items() if k.startswith("attack")),
+                          file=sys.stderr, flush=True)
     table = tables(rows, args.methods)
+    if args.attack:
+        table += "\n\n" + attack_table(rows, args.methods)
     print(table)
     args.json.write_text(json.dumps({
         "command": "python benchmarks/canvas_table.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -72,7 +72,7 @@ def test_every_step_descends_on_the_anchor_and_combines_it_as_the_method_does(me
 
 
 @pytest.mark.parametrize("guidance", [0.0, 1.0])
-def test_the_robust_mode_anchors_the_learned_rows_as_the_concepts_sentences(guidance):
+def test_the_robust_mode_holds_the_learned_rows_to_the_empty_prompts_prediction(guidance):
     unlearner = anchored("ga", adversarial_steps=3, adversarial_every=2, anchor_guidance=guidance)
     original = copy.deepcopy(unlearner.unet).eval()
     record = unlearner.step()  # step 0 searches first; step 1 uses its rows, on the weights Adam moved
@@ -81,13 +81,16 @@ def test_the_robust_mode_anchors_the_learned_rows_as_the_concepts_sentences(guid
     batch = batch_indices(SEED, 1, 2, len(FORGET))
     params = [p for _, p in unlearner.named]
 
-    def anchor(conditioning, generator):
-        z_t, _, t, _ = unlearner.noise.noised(RETAIN[batch], generator, CPU)
+    def towards(latents, conditioning, stand_in, generator):
+        z_t, _, t, _ = unlearner.noise.noised(latents, generator, CPU)
         with torch.no_grad():
-            pair, concept = (original(z_t, t, encoder_hidden_states=c).sample for c in (RETAIN_EMBEDS[batch], conditioning))
-        return F.mse_loss(unlearner.unet(z_t, t, encoder_hidden_states=conditioning).sample, pair - guidance * (concept - pair))
+            goal, concept = (original(z_t, t, encoder_hidden_states=c).sample for c in (stand_in, conditioning))
+        return F.mse_loss(unlearner.unet(z_t, t, encoder_hidden_states=conditioning).sample, goal - guidance * (concept - goal))
 
-    halves = anchor(EMBEDS[batch], seeded_generator(SEED, "step", 1)) + anchor(found.expand(2, -1, -1), seeded_generator(SEED, "adversarial", 1))
+    # the concept's sentences towards their pairs on the pairs' images; the learned rows towards the
+    # empty prompt (the test data's is EMBEDS[:1]) on the concept's images
+    halves = towards(RETAIN[batch], EMBEDS[batch], RETAIN_EMBEDS[batch], seeded_generator(SEED, "step", 1)) + \
+        towards(FORGET[batch], found.expand(2, -1, -1), EMBEDS[:1].expand(2, -1, -1), seeded_generator(SEED, "adversarial", 1))
     expected = torch.cat([g.flatten() for g in torch.autograd.grad(halves / 2, params)])
     unlearner.update_direction()
     torch.testing.assert_close(unlearner.grads.buffer, expected)

@@ -4,8 +4,8 @@ soft prompt that calls the concept back (the audit's attack, `unlearning.audit.a
 train against it until the next search. Each step's forget batch is doubled: the batch's
 latents under their own prompts, and the same latents under the learned conditioning (the
 adversarial rows, replaced at each search), each half hinged on its own loss. With the anchor
-(`forget_target: "anchor"`) the second half is the anchor's loss with the learned conditioning
-in the concept's sentences' place (`anchor.py`): no hinge, as the first.
+(`forget_target: "anchor"`) the second half holds the learned rows to the original model's
+prediction for the empty prompt they start from (`anchor.py`, `learned_rows_loss`): no hinge.
 
 The search starts from the unconditional prompt, as the audit's attack starts from a sentence
 without the concept, and its targets are the forget set's own latents (the original model's
@@ -17,7 +17,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any
 
-from .anchor import anchor_loss
+from .anchor import learned_rows_loss
 
 SEARCH_TOKENS = 4  # learned vectors, as the quick audit's attack
 SEARCH_LEARNING_RATE = 0.2
@@ -33,7 +33,7 @@ class Adversary:
 
     def loss(self, batch, record: dict, original: dict | None = None, guidance: float = 0.0):
         """The batch's loss under the learned conditioning: the denoising loss of its latents, or with
-        the `original` weights the anchor's L_a. A search first on the steps that start a period (its
+        the `original` weights the distance to the empty prompt's prediction. A search first on the steps that start a period (its
         final attack loss goes into `record`)."""
         from ..train import seeded_generator
 
@@ -44,7 +44,7 @@ class Adversary:
         generator = seeded_generator(trainer.seed, "adversarial", trainer.step_index)  # the step's own draws stay as they are
         rows = self.found.expand(len(batch))
         if original is not None:
-            return anchor_loss(trainer, original, batch, generator, guidance, rows)
+            return learned_rows_loss(trainer, original, batch, generator, rows, guidance)
         return trainer.denoising_loss(trainer.data.forget_latents[batch], rows, generator)
 
     def search(self):

@@ -16,8 +16,12 @@ rg, graddiff and ga combine g_f with the retain gradient as they do the ascent's
 past the pair's prediction, away from the concept's (ESD's negative guidance, the pair's
 sentence in place of the empty one); on the canvas model eta 1 erased digits further than 0.
 
-In the robust mode the learned conditioning that calls the concept back takes the concept's
-sentence's place in a second L_a on the same rows: whatever draws the concept learns to draw the pair.
+In the robust mode the learned conditioning that calls the concept back has no pair sentence: on
+the concept's images it was fitted to, it is held to what the prompt it was learned from (the empty
+one) draws, mean((e(z_t, c_learned) - e*(z_t, c_empty))^2) with z the forget latents (AdvUnlearn's
+ESD target; eta as above). Holding it to a pair's image instead (a style-less prompt taught styled
+images) moved the empty prompt's prediction, which guidance subtracts from every prompt: on the
+canvas model the style of every prompt was lost (README, Benchmarks).
 
 The same frozen prediction can hold the retain side (`retain_target: "original"` of rg and
 graddiff): the pair's sentence keeps predicting what the original model predicts (`kept_loss`).
@@ -37,12 +41,19 @@ def original_weights(trainer: Any) -> dict:
     return {name: p.detach().clone() for name, p in trainer.named}
 
 
-def anchor_loss(trainer: Any, original: dict, batch, generator, guidance: float = 0.0, conditioning=None):
-    """L_a on the batch's retain latents, the target from the original weights (no graph). `conditioning`
-    takes the place of the concept's sentences (the robust mode's learned rows, `adversarial.py`)."""
-    if conditioning is None:
-        conditioning = trainer.data.forget_conditioning[batch]
-    return _towards_original(trainer, original, batch, generator, conditioning, guidance)
+def anchor_loss(trainer: Any, original: dict, batch, generator, guidance: float = 0.0):
+    """L_a on the batch's retain latents, the target from the original weights (no graph)."""
+    data = trainer.data
+    return _towards_original(trainer, original, data.retain_latents[batch], generator,
+                             data.forget_conditioning[batch], data.retain_conditioning[batch], guidance)
+
+
+def learned_rows_loss(trainer: Any, original: dict, batch, generator, rows, guidance: float = 0.0):
+    """The robust mode's learned rows held, on the batch's forget latents, to the original's
+    prediction for the empty prompt they were learned from (`adversarial.py`)."""
+    data = trainer.data
+    return _towards_original(trainer, original, data.forget_latents[batch], generator, rows,
+                             data.unconditional.expand(len(batch)), guidance)
 
 
 def kept_loss(trainer: Any, original: dict, batch, generator):
@@ -50,17 +61,18 @@ def kept_loss(trainer: Any, original: dict, batch, generator):
     model's prediction on the same noisy retain latents, mean((e(z_t, c_retain) - e*(z_t, c_retain))^2).
     Zero with a zero gradient until the weights move, where the denoising loss (towards the drawn
     noise) pulls every step, in a direction that changes with the draw."""
-    return _towards_original(trainer, original, batch, generator, trainer.data.retain_conditioning[batch])
+    data = trainer.data
+    retain = data.retain_conditioning[batch]
+    return _towards_original(trainer, original, data.retain_latents[batch], generator, retain, retain)
 
 
-def _towards_original(trainer: Any, original: dict, batch, generator, conditioning, guidance: float = 0.0):
-    """mean((e(z_t, conditioning) - goal)^2) on the batch's noised retain latents, with
-    goal = e*(z_t, c_retain) - guidance (e*(z_t, conditioning) - e*(z_t, c_retain))."""
+def _towards_original(trainer: Any, original: dict, latents, generator, conditioning, stand_in, guidance: float = 0.0):
+    """mean((e(z_t, conditioning) - goal)^2) on the noised latents, with
+    goal = e*(z_t, stand_in) - guidance (e*(z_t, conditioning) - e*(z_t, stand_in))."""
     import torch.nn.functional as F
 
-    data = trainer.data
-    noisy, _, t, _ = trainer.noise.noised(data.retain_latents[batch], generator, trainer.device)
-    goal = trainer.prediction(noisy, t, data.retain_conditioning[batch], weights=original).float()
+    noisy, _, t, _ = trainer.noise.noised(latents, generator, trainer.device)
+    goal = trainer.prediction(noisy, t, stand_in, weights=original).float()
     if guidance:
         goal = goal - guidance * (trainer.prediction(noisy, t, conditioning, weights=original).float() - goal)
     return F.mse_loss(trainer.prediction(noisy, t, conditioning).float(), goal)

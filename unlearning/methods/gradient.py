@@ -7,7 +7,7 @@ g_r = grad L_r. Each method gives the combination d = a g_f + b g_r from the thr
 products |g_f|^2, |g_r|^2 and g_f . g_r. Gradient ascent stops after the forget pass.
 In the robust mode (`adversarial_steps`, `adversarial.py`) the forget pass also takes the batch's
 latents under a learned adversarial conditioning; each half is hinged on its own loss (with the
-anchor: the learned rows anchored as the concept's sentences are, never hinged).
+anchor: the learned rows held to the original's prediction for the empty prompt, never hinged).
 
 No torch at import (the gateway imports the method modules): the code here works through
 tensor methods and imports torch only inside `gram`.
@@ -87,7 +87,7 @@ class GradientConfig(MethodConfig):
         if self.forget_target != "anchor":
             return 0
         per_row = 2 if self.anchor_guidance else 1  # e*(c_retain), and e*(c_forget) for eta
-        return per_row * (2 if self.adversarial_steps else 1)  # the robust mode anchors its learned rows too
+        return per_row * (2 if self.adversarial_steps else 1)  # the robust mode's learned rows have a target too
 
 
 class ForgetGradient(Method):
@@ -122,7 +122,7 @@ class ForgetGradient(Method):
 
     def anchor_pass(self, batch, generator) -> dict:
         """Leave g_f = grad L_a in the buffer (`anchor.py`); never hinged. In the robust mode
-        g_f = grad of the mean of L_a and L_a with the learned rows in the concept's place."""
+        g_f = grad of the mean of L_a and the learned rows' distance to the empty prompt's prediction."""
         record: dict = {}
         guidance = self.config.anchor_guidance
         losses = {"forget_loss": anchor_loss(self.trainer, self.original, batch, generator, guidance)}
