@@ -6,6 +6,7 @@ method's defaults overridden only by the model's lethe.json and any --set; no au
 - style: erase one style (each of --styles);
 - digit: erase one digit (each of --digits);
 - multi: erase the --styles at once, in one job;
+- sequence: erase the --styles one after another, each on the previous version (scored as multi);
 - chain: erase the first style, then the first digit on the resulting version.
 
 After each job every style x digit pair is drawn (--per-pair images, the stock pipeline call,
@@ -60,6 +61,8 @@ def jobs(styles: list[str], digits: list[str], kinds: list[str]) -> list[tuple[s
         found += [("digit", [[d]]) for d in digits]
     if "multi" in kinds:
         found.append(("multi", [list(styles)]))
+    if "sequence" in kinds:
+        found.append(("sequence", [[s] for s in styles]))
     if "chain" in kinds:
         found.append(("chain", [[styles[0]], [digits[0]]]))
     return found
@@ -143,7 +146,7 @@ def main(argv=None) -> int:
     parser.add_argument("--styles", nargs="+", default=list(DEFAULT_STYLES))
     parser.add_argument("--digits", nargs="+", default=list(DEFAULT_DIGITS))
     parser.add_argument("--jobs", nargs="+", default=["style", "digit", "multi", "chain"],
-                        choices=["style", "digit", "multi", "chain"])
+                        choices=["style", "digit", "multi", "sequence", "chain"])
     parser.add_argument("--methods", nargs="+", default=list(VARIANTS), choices=VARIANTS,
                         help=f"rg+robust is rg with {ROBUST}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
