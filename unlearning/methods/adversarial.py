@@ -33,8 +33,8 @@ class Adversary:
 
     def loss(self, batch, record: dict, original: dict | None = None, guidance: float = 0.0):
         """The batch's loss under the learned conditioning: the denoising loss of its latents, or with
-        the `original` weights the distance to the empty prompt's prediction. A search first on the steps that start a period (its
-        final attack loss goes into `record`)."""
+        the `original` weights the distance to the empty prompt's prediction. A search first on the
+        steps that start a period (its final attack loss goes into `record`)."""
         from ..train import seeded_generator
 
         trainer = self.trainer

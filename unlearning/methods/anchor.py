@@ -19,9 +19,9 @@ sentence in place of the empty one); on the canvas model eta 1 erased digits fur
 In the robust mode the learned conditioning that calls the concept back has no pair sentence: on
 the concept's images it was fitted to, it is held to what the prompt it was learned from (the empty
 one) draws, mean((e(z_t, c_learned) - e*(z_t, c_empty))^2) with z the forget latents (AdvUnlearn's
-ESD target; eta as above). Holding it to a pair's image instead (a style-less prompt taught styled
-images) moved the empty prompt's prediction, which guidance subtracts from every prompt: on the
-canvas model the style of every prompt was lost (README, Benchmarks).
+ESD target; eta as above). On the canvas model this form, and a first one that held the rows to
+the pairs' predictions as the concept's sentences are, both lost the style of every prompt
+(README, Benchmarks): the robust mode is measured there, not recommended.
 
 The same frozen prediction can hold the retain side (`retain_target: "original"` of rg and
 graddiff): the pair's sentence keeps predicting what the original model predicts (`kept_loss`).
