@@ -152,9 +152,10 @@ class JobCost:
     where `sets` is 2 for a method that also trains on the retain set (rg, graddiff: a forget
     and a retain pass per step, and retain latents to generate), else 1 (ga, esd), and the frozen
     passes are the forwards through the original weights that give a target (esd's two, the
-    anchor's one or two, twice in the robust mode, one for retain_target 'original':
-    `frozen_passes`). The robust mode (`adversarial_steps`) adds to training steps x batch_size
-    (the adversarial rows) and searches x adversarial_steps x the search's batch, a search every
+    anchor's one or two, and in the robust mode as many again plus one, one for retain_target
+    'original': `frozen_passes`). The robust mode (`adversarial_steps`) adds to training steps x
+    batch_size (the adversarial rows; twice with the anchor, which holds the empty prompt beside
+    them) and searches x adversarial_steps x the search's batch, a search every
     `adversarial_every` steps.
     Classifier-free guidance doubles the passes of every sampler step; it is left out, as a
     constant factor.
@@ -194,11 +195,13 @@ def erasure_check_cost(config: dict[str, Any], concepts: int) -> int:
 
 
 def adversarial_cost(config: dict[str, Any]) -> int:
-    """The robust mode's training passes beyond the method's own (0 when it is off)."""
+    """The robust mode's training passes beyond the method's own (0 when it is off): the learned
+    rows (and with the anchor the empty prompt held beside them) and the searches."""
     if not config.get("adversarial_steps"):
         return 0
     searches = math.ceil(config["steps"] / config["adversarial_every"])
-    return config["steps"] * config["batch_size"] + searches * config["adversarial_steps"] * SEARCH_BATCH
+    rows = 2 if config.get("forget_target") == "anchor" else 1
+    return config["steps"] * config["batch_size"] * rows + searches * config["adversarial_steps"] * SEARCH_BATCH
 
 
 def cost_limit(settings, tenant: str) -> int:

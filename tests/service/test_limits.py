@@ -157,7 +157,7 @@ def test_the_default_limit_refuses_the_probes_job(tmp_path, tiny_pipeline):
         ("rg", {"adversarial_steps": 50, "adversarial_every": 30},  # the robust mode: 4 searches of 50 steps
          JobCost(training=100 * 8 * 2 + 100 * 8 + 4 * 50 * 8, data=800 * 25 * 2, evaluation=800)),
         ("rg", {"forget_target": "anchor", "anchor_guidance": 0.5, "adversarial_steps": 50, "adversarial_every": 30},
-         JobCost(100 * 8 * (2 + 2 * 2) + 100 * 8 + 4 * 50 * 8, 800 * 25 * 2, 800)),  # the learned rows anchored too
+         JobCost(100 * 8 * (2 + 2 + 3) + 100 * 8 * 2 + 4 * 50 * 8, 800 * 25 * 2, 800)),  # rows and empty prompt held
         ("rg", {"stop_when_erased": 0.0},  # 11 erasure checks (one before training) of 32 images
          JobCost(training=100 * 8 * 2, data=800 * 25 * 2, evaluation=800 + 11 * 32 * 25)),
         ("ga", {"stop_when_erased": 0.0, "num_prompts": 4, "generation_steps": 5, "eval_prompts": 0},

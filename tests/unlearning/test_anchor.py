@@ -72,7 +72,7 @@ def test_every_step_descends_on_the_anchor_and_combines_it_as_the_method_does(me
 
 
 @pytest.mark.parametrize("guidance", [0.0, 1.0])
-def test_the_robust_mode_holds_the_learned_rows_to_the_empty_prompts_prediction(guidance):
+def test_the_robust_mode_holds_the_learned_rows_and_the_empty_prompt_to_the_empty_prompts_prediction(guidance):
     unlearner = anchored("ga", adversarial_steps=3, adversarial_every=2, anchor_guidance=guidance)
     original = copy.deepcopy(unlearner.unet).eval()
     record = unlearner.step()  # step 0 searches first; step 1 uses its rows, on the weights Adam moved
@@ -87,10 +87,11 @@ def test_the_robust_mode_holds_the_learned_rows_to_the_empty_prompts_prediction(
             goal, concept = (original(z_t, t, encoder_hidden_states=c).sample for c in (stand_in, conditioning))
         return F.mse_loss(unlearner.unet(z_t, t, encoder_hidden_states=conditioning).sample, goal - guidance * (concept - goal))
 
-    # the concept's sentences towards their pairs on the pairs' images; the learned rows towards the
-    # empty prompt (the test data's is EMBEDS[:1]) on the concept's images
+    # the concept's sentences towards their pairs on the pairs' images; the learned rows, then the empty
+    # prompt itself (the test data's is EMBEDS[:1]), towards the empty prompt on the concept's images
+    empty, drawn = EMBEDS[:1].expand(2, -1, -1), seeded_generator(SEED, "adversarial", 1)
     halves = towards(RETAIN[batch], EMBEDS[batch], RETAIN_EMBEDS[batch], seeded_generator(SEED, "step", 1)) + \
-        towards(FORGET[batch], found.expand(2, -1, -1), EMBEDS[:1].expand(2, -1, -1), seeded_generator(SEED, "adversarial", 1))
+        towards(FORGET[batch], found.expand(2, -1, -1), empty, drawn) + towards(FORGET[batch], empty, empty, drawn)
     expected = torch.cat([g.flatten() for g in torch.autograd.grad(halves / 2, params)])
     unlearner.update_direction()
     torch.testing.assert_close(unlearner.grads.buffer, expected)

@@ -5,7 +5,8 @@ train against it until the next search. Each step's forget batch is doubled: the
 latents under their own prompts, and the same latents under the learned conditioning (the
 adversarial rows, replaced at each search), each half hinged on its own loss. With the anchor
 (`forget_target: "anchor"`) the second half holds the learned rows to the original model's
-prediction for the empty prompt they start from (`anchor.py`, `learned_rows_loss`): no hinge.
+prediction for the empty prompt they start from, and the empty prompt to its own (`anchor.py`,
+`learned_rows_loss`): no hinge.
 
 The search starts from the unconditional prompt, as the audit's attack starts from a sentence
 without the concept, and its targets are the forget set's own latents (the original model's

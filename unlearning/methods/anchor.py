@@ -19,9 +19,10 @@ sentence in place of the empty one); on the canvas model eta 1 erased digits fur
 In the robust mode the learned conditioning that calls the concept back has no pair sentence: on
 the concept's images it was fitted to, it is held to what the prompt it was learned from (the empty
 one) draws, mean((e(z_t, c_learned) - e*(z_t, c_empty))^2) with z the forget latents (AdvUnlearn's
-ESD target; eta as above). On the canvas model this form, and a first one that held the rows to
-the pairs' predictions as the concept's sentences are, both lost the style of every prompt
-(README, Benchmarks): the robust mode is measured there, not recommended.
+ESD target; eta as above), and the empty prompt itself to its own original prediction. The rows
+share most positions with the empty prompt, and without that second term training them moved the
+empty prompt's prediction, which guidance subtracts from every prompt: on the canvas model the
+style of every prompt went (README, Benchmarks).
 
 The same frozen prediction can hold the retain side (`retain_target: "original"` of rg and
 graddiff): the pair's sentence keeps predicting what the original model predicts (`kept_loss`).
@@ -50,10 +51,11 @@ def anchor_loss(trainer: Any, original: dict, batch, generator, guidance: float 
 
 def learned_rows_loss(trainer: Any, original: dict, batch, generator, rows, guidance: float = 0.0):
     """The robust mode's learned rows held, on the batch's forget latents, to the original's
-    prediction for the empty prompt they were learned from (`adversarial.py`)."""
-    data = trainer.data
-    return _towards_original(trainer, original, data.forget_latents[batch], generator, rows,
-                             data.unconditional.expand(len(batch)), guidance)
+    prediction for the empty prompt they were learned from (`adversarial.py`), plus the empty
+    prompt held to that same prediction (two draws from `generator`, in that order)."""
+    latents, empty = trainer.data.forget_latents[batch], trainer.data.unconditional.expand(len(batch))
+    moved = _towards_original(trainer, original, latents, generator, rows, empty, guidance)
+    return moved + _towards_original(trainer, original, latents, generator, empty, empty)
 
 
 def kept_loss(trainer: Any, original: dict, batch, generator):

@@ -7,7 +7,8 @@ g_r = grad L_r. Each method gives the combination d = a g_f + b g_r from the thr
 products |g_f|^2, |g_r|^2 and g_f . g_r. Gradient ascent stops after the forget pass.
 In the robust mode (`adversarial_steps`, `adversarial.py`) the forget pass also takes the batch's
 latents under a learned adversarial conditioning; each half is hinged on its own loss (with the
-anchor: the learned rows held to the original's prediction for the empty prompt, never hinged).
+anchor: the learned rows, and the empty prompt, held to the original's prediction for the empty
+prompt, never hinged).
 
 No torch at import (the gateway imports the method modules): the code here works through
 tensor methods and imports torch only inside `gram`.
@@ -87,7 +88,8 @@ class GradientConfig(MethodConfig):
         if self.forget_target != "anchor":
             return 0
         per_row = 2 if self.anchor_guidance else 1  # e*(c_retain), and e*(c_forget) for eta
-        return per_row * (2 if self.adversarial_steps else 1)  # the robust mode's learned rows have a target too
+        # the robust mode: the learned rows' target (as per_row, the learned rows in c_forget's place) and the empty prompt's
+        return per_row + (per_row + 1 if self.adversarial_steps else 0)
 
 
 class ForgetGradient(Method):
