@@ -36,6 +36,7 @@ from service.jobs import QUEUED
 from service.models import Job
 from service.problems import Problem, field_problem
 from unlearning.methods import make_config
+from unlearning.methods.base import MethodConfig
 from unlearning.methods.adversarial import SEARCH_BATCH
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def job_cost(method: str, hyperparameters: dict[str, Any], concepts: int = 1) ->
     sets = 2 if full.implementation.uses_retain_set else 1
     drawn_sets = 2 if full.draws_retain_set else 1
     return JobCost(
-        training=config["steps"] * config["batch_size"] * (sets + full.frozen_passes) + adversarial_cost(config),
+        training=config["steps"] * config["batch_size"] * (sets + full.frozen_passes) + adversarial_cost(full),
         data=config["num_prompts"] * config["generation_steps"] * drawn_sets,
         evaluation=config["eval_prompts"] * 2 * config["generation_steps"] * 2 + erasure_check_cost(config, concepts),
     )
@@ -194,14 +195,15 @@ def erasure_check_cost(config: dict[str, Any], concepts: int) -> int:
     return checks * config["stop_check_images"] * concepts * config["generation_steps"]
 
 
-def adversarial_cost(config: dict[str, Any]) -> int:
+def adversarial_cost(full: MethodConfig) -> int:
     """The robust mode's training passes beyond the method's own (0 when it is off): the learned
-    rows (and with the anchor the empty prompt held beside them) and the searches."""
+    rows (`adversarial_passes`: with the anchor, the empty prompt held beside them) and the searches."""
+    config = full.to_dict()
     if not config.get("adversarial_steps"):
         return 0
     searches = math.ceil(config["steps"] / config["adversarial_every"])
-    rows = 2 if config.get("forget_target") == "anchor" else 1
-    return config["steps"] * config["batch_size"] * rows + searches * config["adversarial_steps"] * SEARCH_BATCH
+    rows = config["steps"] * config["batch_size"] * full.adversarial_passes
+    return rows + searches * config["adversarial_steps"] * SEARCH_BATCH
 
 
 def cost_limit(settings, tenant: str) -> int:

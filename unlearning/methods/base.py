@@ -104,6 +104,11 @@ class MethodConfig:
         return 0
 
     @property
+    def adversarial_passes(self) -> int:
+        """Trained passes per sample and step of the robust mode's adversarial rows, when it is on."""
+        return 1
+
+    @property
     def draws_retain_set(self) -> bool:
         """Whether a job generates the retain images: the method trains on them, or the erasure
         check behind `stop_when_erased` fits its detectors on them."""

@@ -91,6 +91,10 @@ class GradientConfig(MethodConfig):
         # the robust mode: the learned rows' target (as per_row, the learned rows in c_forget's place) and the empty prompt's
         return per_row + (per_row + 1 if self.adversarial_steps else 0)
 
+    @property
+    def adversarial_passes(self) -> int:
+        return 2 if self.forget_target == "anchor" else 1  # the anchor holds the empty prompt beside the rows
+
 
 class ForgetGradient(Method):
     """The forget pass (ascent with the hinge, or the anchor): the whole of `ga`, the first half of the others."""
@@ -124,7 +128,8 @@ class ForgetGradient(Method):
 
     def anchor_pass(self, batch, generator) -> dict:
         """Leave g_f = grad L_a in the buffer (`anchor.py`); never hinged. In the robust mode
-        g_f = grad of the mean of L_a and the learned rows' distance to the empty prompt's prediction."""
+        g_f = grad of the mean of L_a and `learned_rows_loss` (the learned rows and the empty prompt
+        held to the empty prompt's original prediction)."""
         record: dict = {}
         guidance = self.config.anchor_guidance
         losses = {"forget_loss": anchor_loss(self.trainer, self.original, batch, generator, guidance)}
