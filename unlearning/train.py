@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import lora
+from . import lora, whitening
 from .callbacks import Callbacks
 from .errors import InvalidInput, Stopped
 from .families import Conditioning
@@ -141,6 +141,11 @@ class Unlearner:
         self.named = trainable_parameters(unet, config.trainable)
         if not self.named:
             raise InvalidInput("hyperparameters.trainable", f"selects no parameters of this UNet: {config.trainable!r}")
+        self.whitened = []
+        if config.key_value_whitening is not None:
+            parts = [data.forget_conditioning, data.retain_conditioning, data.unconditional]
+            self.whitened = whitening.whiten(unet, {n for n, _ in self.named}, parts, config.key_value_whitening)
+            self.named = trainable_parameters(unet, config.trainable)  # now holding V for each whitened W
         self.method = config.implementation(config, self)  # before any step: ESD keeps the originals
         for _, p in self.named:
             p.requires_grad_(True)
@@ -240,6 +245,9 @@ class Unlearner:
         self.unet.eval()
         self.method.release()
         self.grads = self.optimizer = None
+        if self.whitened:
+            whitening.unwhiten(self.whitened)  # the same parameters, now holding W under its own name
+            self.whitened, self.named = [], trainable_parameters(self.unet, self.config.trainable)
 
     def save_state(self, path: Path, run_key: str) -> None:
         """Trainable weights, optimizer, step and history; written to a temporary file, then renamed."""

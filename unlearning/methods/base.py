@@ -58,6 +58,12 @@ class MethodConfig:
     )
     stop_check_every: int = setting("steps between two erasure checks (with stop_when_erased)", 10)
     stop_check_images: int = setting("images of each concept's held-out sentences that an erasure check draws", 32)
+    key_value_whitening: float | None = setting(
+        "train the cross-attention key and value projections in coordinates where the job's text states are "
+        "white, so a step for the concept's word moves less of the words whose states point the same way; "
+        "the value is the damping added to their second moment, normalised to a mean eigenvalue of 1 (null: off)",
+        None,
+    )
 
     BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
         "steps": (1, 100_000),
@@ -73,6 +79,7 @@ class MethodConfig:
         "stop_when_erased": (0.0, 1.0),
         "stop_check_every": (1, 100_000),
         "stop_check_images": (1, 1024),
+        "key_value_whitening": (1e-6, 100.0),
     }
     MAX_TARGETS: ClassVar[int] = 64
 
