@@ -92,6 +92,14 @@ def test_a_module_not_trained_or_of_another_width_is_left_alone():
     assert not parametrize.is_parametrized(root.block.attn2.to_k)
 
 
+def test_a_lora_adapter_is_whitened_in_its_a_matrices():
+    root = model()
+    root.block.attn2.to_k.lora_A = torch.nn.ModuleDict({"default": torch.nn.Linear(8, 2, bias=False)})
+    root.block.attn2.to_k.lora_B = torch.nn.ModuleDict({"default": torch.nn.Linear(2, 4, bias=False)})
+    names = {"block.attn2.to_k.lora_A.default.weight", "block.attn2.to_k.lora_B.default.weight"}
+    assert whiten(root, names, [states()], 1e-3) == [root.block.attn2.to_k.lora_A["default"]]
+
+
 @pytest.mark.parametrize("trainable", ["unet", "cross_attention", "cross_attention_keys"])
 def test_the_step_is_the_restricted_gradient_in_whitened_coordinates(trainable):
     unlearner = trainer("rg", 1.0, forget_loss_ceiling=None, key_value_whitening=0.01, trainable=trainable)
