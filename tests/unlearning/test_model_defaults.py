@@ -75,9 +75,10 @@ def test_a_malformed_lethe_json_is_refused_naming_the_base(base, tmp_path, setti
     assert error.value.field == "base" and where in str(error.value)
 
 
-def test_the_canvas_model_erases_a_digit_with_the_anchor_and_a_style_with_the_ascent(tmp_path):
+def test_the_canvas_model_erases_a_digit_with_the_anchor_and_whitening_and_a_style_with_the_ascent(tmp_path):
     digit = prepare_job(CANVAS, ["seven"], tmp_path / "out", "rg", [], None, None, 0).config
     style = prepare_job(CANVAS, ["dots"], tmp_path / "out", "rg", [], None, None, 0).config
     assert (digit.forget_target, digit.anchor_guidance, digit.stop_when_erased) == ("anchor", 0.5, None)
     assert (style.forget_target, style.stop_when_erased) == ("ascent", 0.0)
+    assert (digit.key_value_whitening, style.key_value_whitening) == (0.001, None)
     assert digit.trainable == style.trainable == "cross_attention"

@@ -1,0 +1,87 @@
+"""How alike the canvas model's text states of the ten digit words are, before and after whitening.
+
+The states are the text encoder's output for "a handwritten <digit> in red style", at the digit
+word and at each position after it. Three cosines between digits, averaged over the 45 pairs:
+raw, centred (less the mean over the ten digits), and whitened as `key_value_whitening` whitens
+(`unlearning.whitening`, the second moment of every token state of every training sentence of
+every style x digit pair). Also the largest eigenvalues of that second moment, scaled to a mean
+of 1, and each digit's nearest digit once whitened.
+
+    python benchmarks/canvas_text_states.py --damping 0.001 --json benchmarks/canvas_sweep/text_states.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from unlearning.families import Conditioning
+from unlearning.pipeline import load_pipeline
+from unlearning.whitening import second_moment, whitening_pair
+
+DIGIT_POSITION = 3  # <start> a handwritten <digit> in red style <end>
+
+
+def states(pipe, prompts: list[str]) -> torch.Tensor:
+    ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return pipe.text_encoder(ids)[0]
+
+
+def mean_cosine(vectors: torch.Tensor) -> tuple[float, torch.Tensor]:
+    unit = vectors / vectors.norm(dim=-1, keepdim=True)
+    cosines = unit @ unit.T
+    off_diagonal = cosines[~torch.eye(len(vectors), dtype=torch.bool)]
+    return off_diagonal.mean().item(), cosines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path("models/canvas"))
+    parser.add_argument("--damping", type=float, default=0.001)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    pipe = load_pipeline(args.model)
+    vocabulary = json.loads((args.model / "lethe.json").read_text())["prompts"]
+    digits, styles = vocabulary["classes"]["digit"], vocabulary["classes"]["style"]
+    every = [t.format(digit=d, style=s) for t in vocabulary["templates"] for d in digits for s in styles]
+    moment = second_moment([Conditioning(states(pipe, every))])
+    scaled = torch.linalg.eigvalsh(moment / (moment.trace() / moment.shape[0])).flip(0)
+    whiten, _ = whitening_pair(moment, args.damping)
+    sentence = states(pipe, [f"a handwritten {d} in red style" for d in digits])
+    positions = {}
+    for position in range(DIGIT_POSITION, DIGIT_POSITION + 4):
+        at = sentence[:, position]
+        raw, _ = mean_cosine(at)
+        centred, _ = mean_cosine(at - at.mean(0))
+        white, cosines = mean_cosine(at @ whiten)
+        positions[position] = {"raw": raw, "centred": centred, "whitened": white}
+        if position == DIGIT_POSITION:
+            nearest = {d: digits[int((cosines[i] - 2 * torch.eye(len(digits))[i]).argmax())] for i, d in enumerate(digits)}
+            whitened_at_word = cosines
+    report = {
+        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+        "damping": args.damping,
+        "largest_eigenvalues": [round(v, 4) for v in scaled[:6].tolist()],
+        "cosines_by_position": positions,
+        "nearest_once_whitened": nearest,
+        "whitened_cosines_at_the_word": [[round(v, 3) for v in row] for row in whitened_at_word.tolist()],
+    }
+    print(f"second moment, scaled to a mean eigenvalue of 1: largest {', '.join(f'{v:.2f}' for v in report['largest_eigenvalues'])}")
+    print("| position | raw | centred | whitened |\n|---|---|---|---|")
+    for position, row in positions.items():
+        print(f"| {position} | {row['raw']:.3f} | {row['centred']:.3f} | {row['whitened']:.3f} |")
+    print("nearest digit once whitened:", ", ".join(f"{d} -> {n}" for d, n in nearest.items()))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
