@@ -67,8 +67,8 @@ class Whitened(torch.nn.Module):
 
 
 def whiten(unet: torch.nn.Module, trainable: set[str], parts: list[Conditioning], damping: float) -> list[torch.nn.Module]:
-    """Parametrize the trainable key and value projections (by parameter name in `trainable`);
-    return the modules changed. None when the UNet's are not the width of the text states."""
+    """Parametrize the trainable key and value projections (by parameter name in `trainable`)
+    whose input is as wide as the text states; return the modules changed (none: [])."""
     dim = parts[0].encoder_hidden_states.shape[-1]
     modules = [m for name, m in unet.named_modules()
                if READS_TEXT.search(name) and isinstance(m, torch.nn.Linear)
