@@ -63,18 +63,22 @@ def _with_model_defaults(method: str, model_settings: dict, concepts: list[str],
     if hyperparameters is not None and not isinstance(hyperparameters, dict):
         raise InvalidInput("hyperparameters", "must be an object")
     known = set(methods.CONFIGS[method].__dataclass_fields__) if method in methods.CONFIGS else set()
-    defaults = {k: v for k, v in model_defaults(model_settings, concepts).items() if k in known}
+    defaults = {k: v for k, v in model_defaults(model_settings, concepts, method).items() if k in known}
     return {**defaults, **(hyperparameters or {})}
 
 
-def model_defaults(model_settings: dict, concepts: list[str]) -> dict:
+def model_defaults(model_settings: dict, concepts: list[str], method: str) -> dict:
     """lethe.json's `hyperparameters`, with `hyperparameters_by_kind[kind]` laid over them when
-    every concept is a class of that kind: a model whose kinds of class erase best with
-    different settings (a style and a digit on the canvas model) carries one set per kind."""
+    every concept is a class of that kind, and `hyperparameters_by_method[method]` over both: a
+    model whose kinds of class erase best with different settings (a style and a digit on the
+    canvas model) carries one set per kind, and a method that does worse with one of them (ESD
+    with the digit's whitening) carries its own."""
     shared = _object(model_settings.get("hyperparameters", {}), "hyperparameters")
     by_kind = _object(model_settings.get("hyperparameters_by_kind", {}), "hyperparameters_by_kind")
+    by_method = _object(model_settings.get("hyperparameters_by_method", {}), "hyperparameters_by_method")
     kind = model_vocabulary(model_settings).kind_of(concepts) if by_kind else None
-    return {**shared, **_object(by_kind.get(kind, {}), f"hyperparameters_by_kind.{kind}")}
+    return {**shared, **_object(by_kind.get(kind, {}), f"hyperparameters_by_kind.{kind}"),
+            **_object(by_method.get(method, {}), f"hyperparameters_by_method.{method}")}
 
 
 def _object(value, name: str) -> dict:

@@ -1,5 +1,5 @@
-"""A model's own defaults (lethe.json): shared ones, and one set per kind of class laid over them
-when every concept of the job is of that kind."""
+"""A model's own defaults (lethe.json): shared ones, one set per kind of class laid over them
+when every concept of the job is of that kind, and one set per method over both."""
 
 from __future__ import annotations
 
@@ -52,6 +52,25 @@ def test_the_callers_values_win_and_a_method_takes_only_what_it_knows(base, tmp_
     assert esd.steps == 70 and not hasattr(esd, "forget_target")
 
 
+def test_a_methods_own_defaults_lie_over_the_kinds_and_under_the_callers(base, tmp_path):
+    settings = {**SETTINGS, "hyperparameters_by_method": {"esd": {"steps": 90, "negative_guidance": 2.0}}}
+    esd = config_for(base, tmp_path, ["seven"], method="esd", settings=settings)
+    assert (esd.steps, esd.negative_guidance, esd.learning_rate) == (90, 2.0, 1e-4)
+    assert config_for(base, tmp_path, ["seven"], settings=settings).steps == 70  # rg: the kind's
+    assert config_for(base, tmp_path, ["seven"], "esd", {"steps": 5}, settings).steps == 5
+
+
+@pytest.mark.parametrize("by_method, where", [
+    ([{"steps": 90}], "lethe.json hyperparameters_by_method must be an object"),
+    ({"rg": "fast"}, "lethe.json hyperparameters_by_method.rg must be an object"),
+])
+def test_a_malformed_method_entry_is_refused_naming_the_base(base, tmp_path, by_method, where):
+    with pytest.raises(InvalidInput) as error:
+        config_for(base, tmp_path, ["seven"], settings={**SETTINGS, "hyperparameters_by_method": by_method})
+    assert error.value.field == "base" and where in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("by_kind, where", [
     ([{"steps": 70}], "lethe.json hyperparameters_by_kind must be an object"),
     ({"digit": [70]}, "lethe.json hyperparameters_by_kind.digit must be an object"),
@@ -82,3 +101,8 @@ def test_the_canvas_model_erases_a_digit_with_the_anchor_and_whitening_and_a_sty
     assert (style.forget_target, style.stop_when_erased) == ("ascent", 0.0)
     assert (digit.key_value_whitening, style.key_value_whitening) == (0.001, None)
     assert digit.trainable == style.trainable == "cross_attention"
+
+
+def test_the_canvas_model_erases_a_digit_with_esd_unwhitened(tmp_path):
+    esd = prepare_job(CANVAS, ["seven"], tmp_path / "out", "esd", [], None, None, 0).config
+    assert (esd.key_value_whitening, esd.steps, esd.trainable) == (None, 400, "cross_attention")
