@@ -143,7 +143,7 @@ class Unlearner:
             raise InvalidInput("hyperparameters.trainable", f"selects no parameters of this UNet: {config.trainable!r}")
         self.whitened = []
         if config.key_value_whitening is not None:
-            parts = [data.forget_conditioning, data.retain_conditioning, data.unconditional]
+            parts = [data.retain_conditioning, data.unconditional]  # what the job keeps: not the concept's sentences
             self.whitened = whitening.whiten(unet, {n for n, _ in self.named}, parts, config.key_value_whitening)
             self.named = trainable_parameters(unet, config.trainable)  # now holding V for each whitened W
         self.method = config.implementation(config, self)  # before any step: ESD keeps the originals

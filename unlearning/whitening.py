@@ -6,8 +6,10 @@ method changes it by a sum of outer products delta s^T. Text states share one la
 the canvas model the ten digit words' final states have a cosine of 0.97 with one another, though
 centred they are as far apart as ten points can be), so a change made for one word's keys moves
 every word's. Written as W = V R with R = (M + damping)^(-1/2), M the second moment of the states
-the job trains on (normalised to a mean eigenvalue of 1), a step on V changes W by delta (R R s)^T:
-the shared direction is damped and what sets the concept's word apart is amplified. The
+the job keeps (its retain sentences' and the empty prompt's, not the concept's; normalised to a
+mean eigenvalue of 1), a step on V changes W by delta (R R s)^T, which moves a kept state s' by
+delta s^T (M + damping)^(-1) s': little for the states M is made of, most where the concept's
+states leave them (the kept keys' covariance that closed-form edits such as MEMIT invert). The
 function W computes is the same; only the coordinates the optimizer moves in change, so every
 method and its dot products (the restricted gradient's included) work in them unchanged.
 

@@ -12,7 +12,10 @@ from unlearning.families import Conditioning
 from unlearning.methods import make_config
 from unlearning.whitening import second_moment, whiten, whitening_pair
 
-from .test_loop import separate_gradients, stopping_after, trainer
+from unlearning.tiny import tiny_unet
+from unlearning.train import TrainingData, Unlearner
+
+from .test_loop import FORGET, SEED, CPU, sample_noise, separate_gradients, stopping_after, trainer
 
 SHARED = torch.zeros(8).index_fill_(0, torch.tensor([0]), 5.0)  # one large direction every word's state has
 
@@ -98,6 +101,20 @@ def test_a_lora_adapter_is_whitened_in_its_a_matrices():
     root.block.attn2.to_k.lora_B = torch.nn.ModuleDict({"default": torch.nn.Linear(2, 4, bias=False)})
     names = {"block.attn2.to_k.lora_A.default.weight", "block.attn2.to_k.lora_B.default.weight"}
     assert whiten(root, names, [states()], 1e-3) == [root.block.attn2.to_k.lora_A["default"]]
+
+
+def test_the_job_whitens_against_the_states_it_keeps_not_the_concepts():
+    """M is the retain sentences' and the empty prompt's states: a step then moves a kept state
+    little and goes where the concept's states leave them."""
+    texts = [torch.randn(4, 6, 32, generator=torch.Generator().manual_seed(i)) for i in (1, 2, 3)]
+    forget, retain, empty = Conditioning(texts[0]), Conditioning(texts[1]), Conditioning(texts[2][:1])
+    data = TrainingData(FORGET, forget, -FORGET, retain, empty)
+    config = make_config("rg", {"batch_size": 2, "key_value_whitening": 0.01})
+    unlearner = Unlearner(tiny_unet(), sample_noise(), config, data, SEED, CPU)
+    kept, _ = whitening_pair(second_moment([retain, empty]), 0.01)
+    assert unlearner.whitened
+    for module in unlearner.whitened:
+        torch.testing.assert_close(module.parametrizations.weight[0].whiten, kept)
 
 
 @pytest.mark.parametrize("trainable", ["unet", "cross_attention", "cross_attention_keys"])
