@@ -7,6 +7,13 @@ raw, centred (less the mean over the ten digits), and whitened as `key_value_whi
 every style x digit pair). Also the largest eigenvalues of that second moment, scaled to a mean
 of 1, and each digit's nearest digit once whitened.
 
+Then a step's reach: a step on a key or value projection for the erased digit c's state s_c moves
+another digit d's key or value by s_c^T P s_d for every unit it moves c's own by s_c^T P s_c, with
+P the identity (no whitening), (M + damping)^-1 with M from every sentence (the whitening until
+2026-12-06), or with M from the sentences the job keeps (every sentence of the other digits and
+the empty prompt: `key_value_whitening` now). Per erased digit, at the digit word: the mean of
+that ratio over the other nine digits, the digit it reaches most, and s_c^T P s_c.
+
     python benchmarks/canvas_text_states.py --damping 0.001 --json benchmarks/canvas_sweep/text_states.json
 """
 
@@ -40,6 +47,29 @@ def mean_cosine(vectors: torch.Tensor) -> tuple[float, torch.Tensor]:
     return off_diagonal.mean().item(), cosines
 
 
+def step_reach(pipe, vocabulary: dict, at_word: torch.Tensor, precondition: str | None, damping: float) -> dict:
+    """Per digit c: mean and largest over the other digits d of s_c^T P s_d / s_c^T P s_c, and
+    s_c^T P s_c itself (how far a step of a given size in the trained coordinates moves c's own)."""
+    digits = vocabulary["classes"]["digit"]
+    reach = {}
+    for c, digit in enumerate(digits):
+        if precondition is None:
+            inverse = torch.eye(at_word.shape[-1])
+        else:
+            kept = [d for d in digits if precondition == "every" or d != digit]
+            sentences = [t.format(digit=d, style=s) for t in vocabulary["templates"] for d in kept
+                         for s in vocabulary["classes"]["style"]]
+            parts = [Conditioning(states(pipe, sentences))] + ([Conditioning(states(pipe, [""]))] if precondition == "kept" else [])
+            whiten, _ = whitening_pair(second_moment(parts), damping)
+            inverse = whiten @ whiten
+        moved = at_word @ (inverse @ at_word[c])
+        ratios = {d: (moved[i] / moved[c]).item() for i, d in enumerate(digits) if i != c}
+        most = max(ratios, key=lambda d: abs(ratios[d]))
+        reach[digit] = {"mean": sum(abs(r) for r in ratios.values()) / len(ratios), "most": most, "max": ratios[most],
+                        "own": moved[c].item()}
+    return reach
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("models/canvas"))
@@ -65,6 +95,8 @@ def main(argv=None) -> int:
         if position == DIGIT_POSITION:
             nearest = {d: digits[int((cosines[i] - 2 * torch.eye(len(digits))[i]).argmax())] for i, d in enumerate(digits)}
             whitened_at_word = cosines
+    reach = {name: step_reach(pipe, vocabulary, sentence[:, DIGIT_POSITION], precondition, args.damping)
+             for name, precondition in (("plain", None), ("every sentence", "every"), ("kept sentences", "kept"))}
     report = {
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
         "damping": args.damping,
@@ -72,12 +104,17 @@ def main(argv=None) -> int:
         "cosines_by_position": positions,
         "nearest_once_whitened": nearest,
         "whitened_cosines_at_the_word": [[round(v, 3) for v in row] for row in whitened_at_word.tolist()],
+        "step_reach_at_the_word": reach,
     }
     print(f"second moment, scaled to a mean eigenvalue of 1: largest {', '.join(f'{v:.2f}' for v in report['largest_eigenvalues'])}")
     print("| position | raw | centred | whitened |\n|---|---|---|---|")
     for position, row in positions.items():
         print(f"| {position} | {row['raw']:.3f} | {row['centred']:.3f} | {row['whitened']:.3f} |")
     print("nearest digit once whitened:", ", ".join(f"{d} -> {n}" for d, n in nearest.items()))
+    print("\n| a step for | " + " | ".join(reach) + " |\n|---|" + "---|" * len(reach))
+    for digit in digits:
+        print(f"| {digit} | " + " | ".join(f"{r[digit]['mean']:.3f} (most: {r[digit]['most']} {r[digit]['max']:.3f}; own {r[digit]['own']:.3g})"
+                                          for r in reach.values()) + " |")
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     return 0
