@@ -99,7 +99,7 @@ def test_the_canvas_model_erases_a_digit_with_the_anchor_and_whitening_and_a_sty
     style = prepare_job(CANVAS, ["dots"], tmp_path / "out", "rg", [], None, None, 0).config
     assert (digit.forget_target, digit.anchor_guidance, digit.stop_when_erased) == ("anchor", 0.5, None)
     assert (style.forget_target, style.stop_when_erased) == ("ascent", 0.0)
-    assert (digit.key_value_whitening, style.key_value_whitening) == (0.001, None)
+    assert (digit.key_value_whitening, style.key_value_whitening) == (0.0001, None)
     assert digit.trainable == style.trainable == "cross_attention"
 
 
