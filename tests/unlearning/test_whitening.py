@@ -10,10 +10,9 @@ from torch.nn.utils import parametrize
 import unlearning
 from unlearning.families import Conditioning
 from unlearning.methods import make_config
-from unlearning.whitening import second_moment, whiten, whitening_pair
-
 from unlearning.tiny import tiny_unet
 from unlearning.train import TrainingData, Unlearner
+from unlearning.whitening import second_moment, whiten, whitening_pair
 
 from .test_loop import FORGET, SEED, CPU, sample_noise, separate_gradients, stopping_after, trainer
 
@@ -104,8 +103,7 @@ def test_a_lora_adapter_is_whitened_in_its_a_matrices():
 
 
 def test_the_job_whitens_against_the_states_it_keeps_not_the_concepts():
-    """M is the retain sentences' and the empty prompt's states: a step then moves a kept state
-    little and goes where the concept's states leave them."""
+    """R comes from the retain sentences' and the empty prompt's states, not the forget sentences'."""
     texts = [torch.randn(4, 6, 32, generator=torch.Generator().manual_seed(i)) for i in (1, 2, 3)]
     forget, retain, empty = Conditioning(texts[0]), Conditioning(texts[1]), Conditioning(texts[2][:1])
     data = TrainingData(FORGET, forget, -FORGET, retain, empty)
