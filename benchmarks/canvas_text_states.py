@@ -2,9 +2,9 @@
 
 The states are the text encoder's output for "a handwritten <digit> in red style", at the digit
 word and at each position after it. Three cosines between digits, averaged over the 45 pairs:
-raw, centred (less the mean over the ten digits), and whitened as `key_value_whitening` whitens
-(`unlearning.whitening`, the second moment of every token state of every training sentence of
-every style x digit pair). Also the largest eigenvalues of that second moment, scaled to a mean
+raw, centred (less the mean over the ten digits), and whitened as `key_value_whitening` whitened
+until 2026-12-06 (`unlearning.whitening`, the second moment of every token state of every training
+sentence of every style x digit pair). Also the largest eigenvalues of that second moment, scaled to a mean
 of 1, and each digit's nearest digit once whitened.
 
 Then a step's reach: a step on a key or value projection for the erased digit c's state s_c moves
@@ -47,20 +47,19 @@ def mean_cosine(vectors: torch.Tensor) -> tuple[float, torch.Tensor]:
     return off_diagonal.mean().item(), cosines
 
 
-def step_reach(pipe, vocabulary: dict, at_word: torch.Tensor, precondition: str | None, damping: float) -> dict:
+def step_reach(by_digit: dict, empty: Conditioning, at_word: torch.Tensor, precondition: str | None,
+               damping: float) -> dict:
     """Per digit c: mean and largest over the other digits d of s_c^T P s_d / s_c^T P s_c, and
-    s_c^T P s_c itself (how far a step of a given size in the trained coordinates moves c's own)."""
-    digits = vocabulary["classes"]["digit"]
+    s_c^T P s_c itself (how far a step of a given size in the trained coordinates moves c's own).
+    `by_digit`: each digit's training sentences' states."""
+    digits = list(by_digit)
     reach = {}
     for c, digit in enumerate(digits):
         if precondition is None:
             inverse = torch.eye(at_word.shape[-1])
         else:
-            kept = [d for d in digits if precondition == "every" or d != digit]
-            sentences = [t.format(digit=d, style=s) for t in vocabulary["templates"] for d in kept
-                         for s in vocabulary["classes"]["style"]]
-            parts = [Conditioning(states(pipe, sentences))] + ([Conditioning(states(pipe, [""]))] if precondition == "kept" else [])
-            whiten, _ = whitening_pair(second_moment(parts), damping)
+            parts = [by_digit[d] for d in digits if precondition == "every" or d != digit]
+            whiten, _ = whitening_pair(second_moment(parts + ([empty] if precondition == "kept" else [])), damping)
             inverse = whiten @ whiten
         moved = at_word @ (inverse @ at_word[c])
         ratios = {d: (moved[i] / moved[c]).item() for i, d in enumerate(digits) if i != c}
@@ -80,8 +79,9 @@ def main(argv=None) -> int:
     pipe = load_pipeline(args.model)
     vocabulary = json.loads((args.model / "lethe.json").read_text())["prompts"]
     digits, styles = vocabulary["classes"]["digit"], vocabulary["classes"]["style"]
-    every = [t.format(digit=d, style=s) for t in vocabulary["templates"] for d in digits for s in styles]
-    moment = second_moment([Conditioning(states(pipe, every))])
+    by_digit = {d: Conditioning(states(pipe, [t.format(digit=d, style=s) for t in vocabulary["templates"] for s in styles]))
+                for d in digits}
+    moment = second_moment(list(by_digit.values()))
     scaled = torch.linalg.eigvalsh(moment / (moment.trace() / moment.shape[0])).flip(0)
     whiten, _ = whitening_pair(moment, args.damping)
     sentence = states(pipe, [f"a handwritten {d} in red style" for d in digits])
@@ -95,7 +95,8 @@ def main(argv=None) -> int:
         if position == DIGIT_POSITION:
             nearest = {d: digits[int((cosines[i] - 2 * torch.eye(len(digits))[i]).argmax())] for i, d in enumerate(digits)}
             whitened_at_word = cosines
-    reach = {name: step_reach(pipe, vocabulary, sentence[:, DIGIT_POSITION], precondition, args.damping)
+    empty = Conditioning(states(pipe, [""]))
+    reach = {name: step_reach(by_digit, empty, sentence[:, DIGIT_POSITION], precondition, args.damping)
              for name, precondition in (("plain", None), ("every sentence", "every"), ("kept sentences", "kept"))}
     report = {
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),

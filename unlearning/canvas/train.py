@@ -46,9 +46,9 @@ MODEL_DEFAULTS = {"learning_rate": 1e-4, "generation_batch_size": 200, "trainabl
 # 0.959, 0.00001 0.983; UA 1.00 at each) (README, "Whitening against what the job keeps").
 KIND_DEFAULTS = {"digit": {"forget_target": "anchor", "anchor_guidance": 0.5, "stop_when_erased": None,
                            "key_value_whitening": 0.0001}}
-# ESD's own, over both: with the digit's whitening (then against every sentence) it nearly stopped
-# erasing (UA 0.06 against 0.54 on seven, three and zero, seeds 0-2; README, "Key-value whitening:
-# the other digits kept"); against the kept sentences it is not measured.
+# ESD's own, over both: with the digit's whitening against every sentence it nearly stopped erasing
+# (UA 0.06 against 0.54 on seven, three and zero, seeds 0-2); against the kept sentences it erased
+# and wrecked the rest (IRA 0.27, CRA 0.02; README, "Whitening against what the job keeps").
 METHOD_DEFAULTS = {"esd": {"key_value_whitening": None}}
 
 
