@@ -35,7 +35,7 @@ import unlearning
 from canvas_attack import attacks
 from unlearning.canvas.check import ALL_PAIRS
 from unlearning.canvas.judges import held_out_accuracy
-from unlearning.canvas.protocol import scores
+from unlearning.canvas.protocol import per_class, scores
 from unlearning.canvas.sampling import accuracies, draw_pairs, load_pipeline
 
 # as in audit_table.py: the quick audit's attack length, over the forget target lethe.json chooses
@@ -169,9 +169,10 @@ def main(argv=None) -> int:
                              **scores(original[seed], erased), "seconds": 0.0, **attacked(args.model, erased, seed)})
                 for method in args.methods:
                     folder, seconds, steps = run_job(args.model, method, stages, seed, overrides, Path(work))
+                    accuracy = judged(folder, seed, args.per_pair)
                     row = {"kind": kind, "erased": erased, "method": method, "seed": seed,
-                           **scores(judged(folder, seed, args.per_pair), erased), "seconds": seconds, "steps": steps,
-                           **attacked(folder, erased, seed)}
+                           **scores(accuracy, erased), "seconds": seconds, "steps": steps,
+                           **attacked(folder, erased, seed), "per_class": per_class(accuracy)}
                     shutil.rmtree(folder)
                     rows.append(row)
                     print(f"  {method} {kind} {erased} seed {seed}: UA {row['UA']:.2f} IRA {row['IRA']:.2f} "

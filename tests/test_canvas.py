@@ -78,6 +78,21 @@ def test_protocol_scores_follow_the_kind_of_what_was_erased():
         scores(accuracy, ["purple"])
 
 
+def test_per_class_accuracy_is_taken_over_each_class_pairs():
+    from itertools import product
+
+    from unlearning.canvas.protocol import per_class
+
+    dots, seven = STYLES.index("dots"), DIGITS.index("seven")
+    accuracy = {(d, s): {"digit": 0.5 if d == seven else 1.0, "style": 0.0 if s == dots else 1.0}
+                for d, s in product(range(10), range(len(STYLES)))}
+    found = per_class(accuracy)
+    assert found["style"]["dots"] == {"style": 0.0, "digit": 0.95}  # nine digits right, seven half
+    assert found["style"]["red"] == {"style": 1.0, "digit": 0.95}
+    assert found["digit"]["seven"] == {"style": round(1 - 1 / len(STYLES), 3), "digit": 0.5}
+    assert found["digit"]["one"] == {"style": round(1 - 1 / len(STYLES), 3), "digit": 1.0}
+
+
 MODEL = Path(__file__).resolve().parents[1] / "models" / "canvas"
 SAMPLED = [(7, STYLES.index("dots")), (1, STYLES.index("red")), (4, STYLES.index("green")), (0, STYLES.index("stripes"))]
 
