@@ -11,7 +11,8 @@ method's defaults overridden only by the model's lethe.json and any --set; no au
 
 After each job every style x digit pair is drawn (--per-pair images, the stock pipeline call,
 the job's seed) and judged by the two judges; UA, IRA and CRA are defined in
-`unlearning/canvas/protocol.py`. The original row scores the original model's images as if
+`unlearning/canvas/protocol.py`; each job's row in the JSON also holds both judges' accuracy over
+the pairs of each class (`per_class`). The original row scores the original model's images as if
 the same classes were erased. Time: wall seconds of the job's erase() calls. With --attack, a
 job that erased one class is also attacked with the audit's soft prompt, at two strengths, and
 the judges say how often the learned prompt draws the class again (`canvas_attack.py`).
