@@ -33,9 +33,8 @@ def _class_of_pair(pair: tuple[int, int], kind: str) -> int:
     return style if kind == "style" else digit
 
 
-def _mean(accuracy: dict, kind: str, keep, of: str | None = None) -> float:
-    """The mean of `kind`'s accuracy over the pairs whose class of kind `of` (`kind` itself by default) is kept."""
-    return float(np.mean([a[kind] for pair, a in accuracy.items() if keep(_class_of_pair(pair, of or kind))]))
+def _mean(accuracy: dict, kind: str, keep) -> float:
+    return float(np.mean([a[kind] for pair, a in accuracy.items() if keep(_class_of_pair(pair, kind))]))
 
 
 def scores(accuracy: dict, erased: list[str]) -> dict:
@@ -55,6 +54,10 @@ def scores(accuracy: dict, erased: list[str]) -> dict:
 def per_class(accuracy: dict) -> dict:
     """{kind: {class: {kind: accuracy}}}: both kinds' accuracy over the pairs of each class, what
     the means of `scores` hide (which kept style lost its digits, say)."""
-    return {kind: {name: {k: round(_mean(accuracy, k, lambda c, i=index: c == i, of=kind), 3) for k in KINDS}
-                   for index, name in enumerate(names)}
-            for kind, names in KINDS.items()}
+    found = {}
+    for kind, names in KINDS.items():
+        found[kind] = {}
+        for index, name in enumerate(names):
+            judged = [a for pair, a in accuracy.items() if _class_of_pair(pair, kind) == index]
+            found[kind][name] = {k: round(float(np.mean([a[k] for a in judged])), 3) for k in KINDS}
+    return found
