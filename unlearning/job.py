@@ -67,18 +67,28 @@ def _with_model_defaults(method: str, model_settings: dict, concepts: list[str],
     return {**defaults, **(hyperparameters or {})}
 
 
+# lethe.json's default hyperparameters, each laid over the ones before it (model_defaults)
+LAYERS = ("hyperparameters", "hyperparameters_by_kind", "hyperparameters_for_several", "hyperparameters_by_method")
+
+
 def model_defaults(model_settings: dict, concepts: list[str], method: str) -> dict:
     """lethe.json's `hyperparameters`, with `hyperparameters_by_kind[kind]` laid over them when
-    every concept is a class of that kind, and `hyperparameters_by_method[method]` over both: a
-    model whose kinds of class erase best with different settings (a style and a digit on the
-    canvas model) carries one set per kind, and a method that does worse with one of them (ESD
-    with the digit's whitening) carries its own."""
-    shared = _object(model_settings.get("hyperparameters", {}), "hyperparameters")
-    by_kind = _object(model_settings.get("hyperparameters_by_kind", {}), "hyperparameters_by_kind")
-    by_method = _object(model_settings.get("hyperparameters_by_method", {}), "hyperparameters_by_method")
-    kind = model_vocabulary(model_settings).kind_of(concepts) if by_kind else None
-    return {**shared, **_object(by_kind.get(kind, {}), f"hyperparameters_by_kind.{kind}"),
-            **_object(by_method.get(method, {}), f"hyperparameters_by_method.{method}")}
+    every concept is a class of that kind, `hyperparameters_for_several[kind]` over those when the
+    job erases more than one such class, and `hyperparameters_by_method[method]` over all: a model
+    whose kinds of class erase best with different settings (a style and a digit on the canvas
+    model) carries one set per kind, one for several at once where one concept's settings do not
+    serve three (three styles), and a method that does worse with one of them (ESD with the
+    digit's whitening) carries its own."""
+    tables = {name: _object(model_settings.get(name, {}), name) for name in LAYERS}
+    kind = None
+    if tables["hyperparameters_by_kind"] or tables["hyperparameters_for_several"]:
+        kind = model_vocabulary(model_settings).kind_of(concepts)
+    keys = {"hyperparameters_by_kind": kind, "hyperparameters_for_several": kind if len(set(concepts)) > 1 else None,
+            "hyperparameters_by_method": method}
+    defaults = dict(tables["hyperparameters"])
+    for name, key in keys.items():
+        defaults.update(_object(tables[name].get(key, {}), f"{name}.{key}"))
+    return defaults
 
 
 def _object(value, name: str) -> dict:

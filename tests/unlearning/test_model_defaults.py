@@ -1,5 +1,6 @@
 """A model's own defaults (lethe.json): shared ones, one set per kind of class laid over them
-when every concept of the job is of that kind, and one set per method over both."""
+when every concept of the job is of that kind, one per kind over those when the job erases
+several such classes, and one set per method over all."""
 
 from __future__ import annotations
 
@@ -60,24 +61,32 @@ def test_a_methods_own_defaults_lie_over_the_kinds_and_under_the_callers(base, t
     assert config_for(base, tmp_path, ["seven"], "esd", {"steps": 5}, settings).steps == 5
 
 
-@pytest.mark.parametrize("by_method, where", [
-    ([{"steps": 90}], "lethe.json hyperparameters_by_method must be an object"),
-    ({"rg": "fast"}, "lethe.json hyperparameters_by_method.rg must be an object"),
+@pytest.mark.parametrize("concepts, steps, rate", [
+    (["dots", "red"], 55, 3e-4),  # several styles: the style's set for several
+    (["dots"], 40, 1e-4),  # one style: only the shared defaults
+    (["dots", "dots"], 40, 1e-4),  # one style named twice is one
+    (["one", "seven"], 70, 1e-4),  # several digits: no set for them, the digit's
+    (["seven", "dots"], 40, 1e-4),  # two kinds: no one kind's
 ])
-def test_a_malformed_method_entry_is_refused_naming_the_base(base, tmp_path, by_method, where):
-    with pytest.raises(InvalidInput) as error:
-        config_for(base, tmp_path, ["seven"], settings={**SETTINGS, "hyperparameters_by_method": by_method})
-    assert error.value.field == "base" and where in str(error.value)
-    assert not (tmp_path / "out").exists()
+def test_several_concepts_of_one_kind_take_that_kinds_set_for_several(base, tmp_path, concepts, steps, rate):
+    settings = {**SETTINGS, "hyperparameters_for_several": {"style": {"steps": 55, "learning_rate": 3e-4}}}
+    config = config_for(base, tmp_path, concepts, settings=settings)
+    assert (config.steps, config.learning_rate) == (steps, rate)
+    with_esds = {**settings, "hyperparameters_by_method": {"esd": {"steps": 90}}}
+    assert config_for(base, tmp_path, ["dots", "red"], "esd", settings=with_esds).steps == 90
 
 
-@pytest.mark.parametrize("by_kind, where", [
-    ([{"steps": 70}], "lethe.json hyperparameters_by_kind must be an object"),
-    ({"digit": [70]}, "lethe.json hyperparameters_by_kind.digit must be an object"),
+@pytest.mark.parametrize("table, value, where", [
+    ("hyperparameters_by_method", [{"steps": 90}], "lethe.json hyperparameters_by_method must be an object"),
+    ("hyperparameters_by_method", {"rg": "fast"}, "lethe.json hyperparameters_by_method.rg must be an object"),
+    ("hyperparameters_by_kind", [{"steps": 70}], "lethe.json hyperparameters_by_kind must be an object"),
+    ("hyperparameters_by_kind", {"digit": [70]}, "lethe.json hyperparameters_by_kind.digit must be an object"),
+    ("hyperparameters_for_several", "fast", "lethe.json hyperparameters_for_several must be an object"),
+    ("hyperparameters_for_several", {"digit": 3}, "lethe.json hyperparameters_for_several.digit must be an object"),
 ])
-def test_a_malformed_kind_entry_is_refused_naming_the_base(base, tmp_path, by_kind, where):
+def test_a_malformed_table_of_defaults_is_refused_naming_the_base(base, tmp_path, table, value, where):
     with pytest.raises(InvalidInput) as error:
-        config_for(base, tmp_path, ["seven"], settings={**SETTINGS, "hyperparameters_by_kind": by_kind})
+        config_for(base, tmp_path, ["one", "seven"], settings={**SETTINGS, table: value})
     assert error.value.field == "base" and where in str(error.value)
     assert not (tmp_path / "out").exists()
 
@@ -94,13 +103,16 @@ def test_a_malformed_lethe_json_is_refused_naming_the_base(base, tmp_path, setti
     assert error.value.field == "base" and where in str(error.value)
 
 
-def test_the_canvas_model_erases_a_digit_with_the_anchor_and_whitening_and_a_style_with_the_ascent(tmp_path):
+def test_the_canvas_model_erases_a_digit_and_several_styles_with_the_anchor_and_one_style_with_the_ascent(tmp_path):
     digit = prepare_job(CANVAS, ["seven"], tmp_path / "out", "rg", [], None, None, 0).config
     style = prepare_job(CANVAS, ["dots"], tmp_path / "out", "rg", [], None, None, 0).config
     assert (digit.forget_target, digit.anchor_guidance, digit.stop_when_erased) == ("anchor", 0.5, None)
     assert (style.forget_target, style.stop_when_erased) == ("ascent", 0.0)
     assert (digit.key_value_whitening, style.key_value_whitening) == (0.0001, None)
     assert digit.trainable == style.trainable == "cross_attention"
+    styles = prepare_job(CANVAS, ["dots", "red", "stripes"], tmp_path / "out", "rg", [], None, None, 0).config
+    assert (styles.forget_target, styles.anchor_guidance, styles.key_value_whitening) == ("anchor", 0.0, 0.001)
+    assert (styles.learning_rate, styles.stop_when_erased, styles.steps) == (3e-4, 0.0, 400)
 
 
 def test_the_canvas_model_erases_a_digit_with_esd_unwhitened(tmp_path):
