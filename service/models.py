@@ -79,7 +79,7 @@ class ModelVersion(Base):
     created_at: Mapped[float] = mapped_column(Float)
     # The pipeline family (`unlearning.families`: "sd", "sdxl"); None: published before versions recorded it.
     family: Mapped[str | None] = mapped_column(String(16))
-    # What the job trained ("unet", "cross_attention", "cross_attention_keys", "lora"); None for a base,
+    # What the job trained (unlearning.methods.base.TRAINABLE_SETS: "unet", "cross_attention", ...); None for a base,
     # and for versions published before this was recorded.
     trainable: Mapped[str | None] = mapped_column(String(32))
     # A LoRA erasure's adapter (the manifest's `lora` record): its two files' paths in this version, rank, ...

@@ -48,12 +48,16 @@ def trainable_parameters(unet: torch.nn.Module, which: str) -> list[tuple[str, t
     """'unet': every parameter; 'cross_attention': the text-conditioned attention layers (attn2);
     'cross_attention_keys': only their key projections (attn2.to_k), which decide how much each
     position of the image attends to each token of the prompt, not what a token brings;
+    'cross_attention_keys_values': the key and value projections (attn2.to_k, to_v), the only
+    layers that read the prompt, so a prompt whose token states do not change draws as before;
     'lora': the A and B matrices of the UNet's LoRA adapter (`lora.attach`), none of its own."""
     named = list(unet.named_parameters())
     if which == "cross_attention":
         named = [(n, p) for n, p in named if ".attn2." in n]
     elif which == "cross_attention_keys":
         named = [(n, p) for n, p in named if ".attn2.to_k." in n]
+    elif which == "cross_attention_keys_values":
+        named = [(n, p) for n, p in named if ".attn2.to_k." in n or ".attn2.to_v." in n]
     elif which == "lora":
         named = [(n, p) for n, p in named if lora.is_lora_parameter(n)]
     return named

@@ -85,7 +85,8 @@ class Hyperparameters(Body):
     forget_loss_ceiling: float | None = Field(None, gt=0, le=100)
     num_prompts: int | None = Field(None, ge=1, le=10_000)
     trainable: Literal[TRAINABLE_SETS] | None = Field(
-        None, description="unet (all), cross_attention, cross_attention_keys (their key projections only), or "
+        None, description="unet (all), cross_attention, cross_attention_keys (their key projections only), "
+                          "cross_attention_keys_values (their key and value projections), or "
                           "lora: a low-rank adapter, fused into the version's UNet and also kept as its own files "
                           "(the version's `adapter`).")
     lora_rank: int | None = Field(None, ge=MethodConfig.BOUNDS["lora_rank"][0], le=MethodConfig.BOUNDS["lora_rank"][1])
@@ -170,8 +171,8 @@ class VersionPublic(BaseModel):
     method: str | None
     family: str | None = Field(description="The pipeline family: sd (Stable Diffusion 1.x and 2.x) or sdxl; "
                                            "null for a version published before versions recorded it.")
-    trainable: str | None = Field(description="What the job trained: unet, cross_attention, cross_attention_keys "
-                                              "or lora; null for a base.")
+    trainable: str | None = Field(description="What the job trained: unet, cross_attention, cross_attention_keys, "
+                                              "cross_attention_keys_values or lora; null for a base.")
     adapter: AdapterPublic | None = Field(description="A LoRA erasure's adapter files (trainable lora); null otherwise.")
     created_at: int
     files: list[FilePublic]

@@ -139,11 +139,16 @@ def test_a_stop_is_heard_while_the_training_latents_are_generated(tiny_base, tmp
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("trainable", "marker"), [("cross_attention", ".attn2."), ("cross_attention_keys", ".attn2.to_k.")])
-def test_cross_attention_training_changes_only_its_layers(tiny_base, latent_cache, tmp_path, trainable, marker):
+@pytest.mark.parametrize(("trainable", "markers"), [
+    ("cross_attention", [".attn2."]),
+    ("cross_attention_keys", [".attn2.to_k."]),
+    ("cross_attention_keys_values", [".attn2.to_k.", ".attn2.to_v."]),
+])
+def test_cross_attention_training_changes_only_its_layers(tiny_base, latent_cache, tmp_path, trainable, markers):
     result = run(tiny_base, tmp_path / "out", latent_cache, hyperparameters={**TINY, "trainable": trainable})
     delta = load_file(result.out / "delta.safetensors")
-    assert delta and all(marker in k for k in delta)
+    assert delta and all(any(m in k for m in markers) for k in delta)
+    assert all(any(m in k for k in delta) for m in markers)  # each kind of layer changed
     parent, child = load_file(tiny_base / UNET_FILE), load_file(result.out / UNET_FILE)
     assert all(torch.equal(parent[k], child[k]) for k in child if k not in delta)
 

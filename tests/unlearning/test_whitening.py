@@ -115,7 +115,7 @@ def test_the_job_whitens_against_the_states_it_keeps_not_the_concepts():
         torch.testing.assert_close(module.parametrizations.weight[0].whiten, kept)
 
 
-@pytest.mark.parametrize("trainable", ["unet", "cross_attention", "cross_attention_keys"])
+@pytest.mark.parametrize("trainable", ["unet", "cross_attention", "cross_attention_keys", "cross_attention_keys_values"])
 def test_the_step_is_the_restricted_gradient_in_whitened_coordinates(trainable):
     unlearner = trainer("rg", 1.0, forget_loss_ceiling=None, key_value_whitening=0.01, trainable=trainable)
     names = [n for n, _ in unlearner.named if "parametrizations" in n]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from ..errors import InvalidInput
 
-TRAINABLE_SETS = ("unet", "cross_attention", "cross_attention_keys", "lora")
+TRAINABLE_SETS = ("unet", "cross_attention", "cross_attention_keys", "cross_attention_keys_values", "lora")
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # every attention projection, self and cross
 MODULE_NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")  # a layer's name or its last dotted parts
 
@@ -36,7 +36,8 @@ class MethodConfig:
     num_prompts: int = setting("forget prompts (and as many paired retain prompts) in the training set", 800)
     trainable: str = setting(
         "which UNet parameters change: 'unet' (all), 'cross_attention', 'cross_attention_keys' (only the "
-        "key projections of the prompt's tokens), or 'lora' (a low-rank adapter, fused at the end)",
+        "key projections of the prompt's tokens), 'cross_attention_keys_values' (their key and value "
+        "projections: only what reads the prompt), or 'lora' (a low-rank adapter, fused at the end)",
         "unet",
     )
     lora_rank: int = setting("rank of the LoRA adapter (trainable 'lora'); its alpha is the rank, a scale of 1", 8)
