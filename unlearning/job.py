@@ -83,12 +83,16 @@ def model_defaults(model_settings: dict, concepts: list[str], method: str) -> di
     kind = None
     if tables["hyperparameters_by_kind"] or tables["hyperparameters_for_several"]:
         kind = model_vocabulary(model_settings).kind_of(concepts)
-    keys = {"hyperparameters_by_kind": kind, "hyperparameters_for_several": kind if len(set(concepts)) > 1 else None,
-            "hyperparameters_by_method": method}
-    defaults = dict(tables["hyperparameters"])
-    for name, key in keys.items():
-        defaults.update(_object(tables[name].get(key, {}), f"{name}.{key}"))
-    return defaults
+    several = len(set(concepts)) > 1
+    layers = [tables["hyperparameters"],
+              _entry(tables, "hyperparameters_by_kind", kind),
+              _entry(tables, "hyperparameters_for_several", kind if several else None),
+              _entry(tables, "hyperparameters_by_method", method)]
+    return {key: value for layer in layers for key, value in layer.items()}
+
+
+def _entry(tables: dict, name: str, key: str | None) -> dict:
+    return _object(tables[name].get(key, {}), f"{name}.{key}")
 
 
 def _object(value, name: str) -> dict:
