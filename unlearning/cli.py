@@ -124,8 +124,9 @@ def run_erase(args) -> int:
     from .job import prepare_job
 
     # Check everything before the heavy imports, so a mistake is answered at once.
-    prepare_job(args.base, args.concepts, args.out, args.method, args.preserve, user_prompts(args),
-                hyperparameters(args), args.seed, args.allow_pickle, args.audit)
+    job = prepare_job(args.base, args.concepts, args.out, args.method, args.preserve, user_prompts(args),
+                      hyperparameters(args), args.seed, args.allow_pickle, args.audit)
+    print(settings_line(job.config), file=sys.stderr)
     from .api import erase
     from .callbacks import Callbacks
 
@@ -143,6 +144,16 @@ def run_erase(args) -> int:
         bars.close()
     print(summary(result, time.perf_counter() - started))
     return 0
+
+
+def settings_line(config) -> str:
+    """The settings that differ from the method's own defaults: what the model's lethe.json and
+    --set chose, which the run would otherwise show only in its manifest."""
+    from .methods import make_config
+
+    own = make_config(config.method).to_dict()
+    chosen = [f"{k} {v}" for k, v in config.to_dict().items() if own.get(k) != v]
+    return f"settings over {config.method}'s defaults: {', '.join(chosen) or 'none'}"
 
 
 def summary(result, seconds: float) -> str:

@@ -44,6 +44,7 @@ def test_the_cli_erases_and_stock_diffusers_loads_the_result(tiny_base, latent_c
     )
     assert proc.returncode == 0, proc.stderr
     assert "erased van gogh with rg" in proc.stdout and str(out) in proc.stdout
+    assert f"settings over rg's defaults: steps {TINY['steps']}," in proc.stderr
     pipe = StableDiffusionPipeline.from_pretrained(out)
     image = pipe("a painting", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
     assert image.size == (16, 16)
