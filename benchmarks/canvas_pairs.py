@@ -65,7 +65,10 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a hyperparameter over the defaults")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    kind, gone = class_of(args.concept)
+    try:
+        kind, gone = class_of(args.concept)
+    except ValueError as error:
+        parser.error(f"--concept: {error}")
     overrides = parse_set(args.set)
     original = judged(args.model, kind, args.seed, args.per_pair)
     with tempfile.TemporaryDirectory(prefix="canvas-pairs-") as work:
