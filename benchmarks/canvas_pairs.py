@@ -4,8 +4,8 @@ Erases one class with rg at the model's defaults (and any --set), then draws eve
 pair --per-pair times on the original and on the version (the stock call, the job's seed) and
 judges each image's class of the erased class's kind. It prints the pairs of the kept classes
 that either model draws wrong, with what the version's wrong images were judged as, and writes
-them to --json. The protocol (`canvas_table.py`) draws 5 images a pair;
-more images a pair tell one pair's collapse from judging noise.
+them to --json. The protocol (`canvas_table.py`) draws 5 images a pair; more images a pair tell
+one pair's collapse from judging noise.
 
     python benchmarks/canvas_pairs.py --concept three --seed 0 --per-pair 20
 """
@@ -25,25 +25,21 @@ import unlearning
 from canvas_table import parse_set
 from unlearning.canvas.check import ALL_PAIRS
 from unlearning.canvas.judges import recognise
-from unlearning.canvas.protocol import KINDS, class_of
+from unlearning.canvas.protocol import KINDS, class_of, class_of_pair
 from unlearning.canvas.sampling import draw_pairs, load_pipeline
 
 
 def judged(folder: Path, kind: str, seed: int, per_pair: int) -> dict:
     """{(digit, style): the judged class of each image}, for one kind."""
-    return {pair: recognise(images, kind) for pair, images in draw_pairs(load_pipeline(folder), ALL_PAIRS, per_pair, seed).items()}
-
-
-def asked(pair: tuple[int, int], kind: str) -> int:
-    digit, style = pair
-    return digit if kind == "digit" else style
+    drawn = draw_pairs(load_pipeline(folder), ALL_PAIRS, per_pair, seed)
+    return {pair: recognise(images, kind) for pair, images in drawn.items()}
 
 
 def kept_pairs(original: dict, erased: dict, kind: str, gone: int) -> list[dict]:
     """The pairs of kept classes that either model draws wrong at least once."""
     names, found = KINDS[kind], []
     for pair, labels in erased.items():
-        want = asked(pair, kind)
+        want = class_of_pair(pair, kind)
         before, after = float(np.mean(original[pair] == want)), float(np.mean(labels == want))
         if want != gone and min(before, after) < 1:
             found.append({"digit": KINDS["digit"][pair[0]], "style": KINDS["style"][pair[1]],
@@ -53,7 +49,8 @@ def kept_pairs(original: dict, erased: dict, kind: str, gone: int) -> list[dict]
 
 
 def in_domain(labels: dict, kind: str, gone: int) -> float:
-    return float(np.mean([np.mean(v == asked(p, kind)) for p, v in labels.items() if asked(p, kind) != gone]))
+    kept = [np.mean(v == class_of_pair(p, kind)) for p, v in labels.items() if class_of_pair(p, kind) != gone]
+    return float(np.mean(kept))
 
 
 def main(argv=None) -> int:
@@ -82,7 +79,7 @@ def main(argv=None) -> int:
         "concept": args.concept, "seed": args.seed, "per_pair": args.per_pair, "overrides": overrides,
         "seconds": round(seconds, 1),
         "IRA": {"original": in_domain(original, kind, gone), "erased": in_domain(erased, kind, gone)},
-        "UA": float(1 - np.mean([np.mean(v == gone) for p, v in erased.items() if asked(p, kind) == gone])),
+        "UA": float(1 - np.mean([np.mean(v == gone) for p, v in erased.items() if class_of_pair(p, kind) == gone])),
         "pairs": kept_pairs(original, erased, kind, gone),
     }
     print(f"{args.concept}, seed {args.seed}, {args.per_pair} a pair, {overrides or 'the defaults'}: "

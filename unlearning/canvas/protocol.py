@@ -28,13 +28,14 @@ def class_of(concept: str) -> tuple[str, int]:
     raise ValueError(f"concept must be a style {list(STYLES)} or a digit {list(DIGITS)}, got {concept!r}")
 
 
-def _class_of_pair(pair: tuple[int, int], kind: str) -> int:
+def class_of_pair(pair: tuple[int, int], kind: str) -> int:
+    """The class of one kind that a (digit, style index) pair asks for."""
     digit, style = pair
     return style if kind == "style" else digit
 
 
 def _mean(accuracy: dict, kind: str, keep) -> float:
-    return float(np.mean([a[kind] for pair, a in accuracy.items() if keep(_class_of_pair(pair, kind))]))
+    return float(np.mean([a[kind] for pair, a in accuracy.items() if keep(class_of_pair(pair, kind))]))
 
 
 def scores(accuracy: dict, erased: list[str]) -> dict:
@@ -58,6 +59,6 @@ def per_class(accuracy: dict) -> dict:
     for kind, names in KINDS.items():
         found[kind] = {}
         for index, name in enumerate(names):
-            judged = [a for pair, a in accuracy.items() if _class_of_pair(pair, kind) == index]
+            judged = [a for pair, a in accuracy.items() if class_of_pair(pair, kind) == index]
             found[kind][name] = {k: round(float(np.mean([a[k] for a in judged])), 3) for k in KINDS}
     return found
