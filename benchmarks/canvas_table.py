@@ -138,7 +138,15 @@ def attack_table(rows: list[dict], methods) -> str:
 
 
 def parse_set(pairs: list[str]) -> dict:
-    return {key: json.loads(value) for key, _, value in (pair.partition("=") for pair in pairs)}
+    found = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            found[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--set {pair!r}: the value must be JSON (a number, null, or a string in "
+                             f"quotes, such as forget_target='\"anchor\"')") from None
+    return found
 
 
 def main(argv=None) -> int:
