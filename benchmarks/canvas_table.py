@@ -34,6 +34,7 @@ from pathlib import Path
 
 import unlearning
 from canvas_attack import attacks
+from digits_table import parse_set
 from unlearning.canvas.check import ALL_PAIRS
 from unlearning.canvas.judges import held_out_accuracy
 from unlearning.canvas.protocol import per_class, scores
@@ -135,18 +136,6 @@ def attack_table(rows: list[dict], methods) -> str:
                 lines.append(f"| {erased} | {method} | {spread([r['attack_quick'] for r in mine], 2)} | "
                              f"{spread([r['attack_full'] for r in mine], 2)} | {len(mine)} |")
     return "\n".join(lines)
-
-
-def parse_set(pairs: list[str]) -> dict:
-    found = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            found[key] = json.loads(value)
-        except json.JSONDecodeError:
-            raise SystemExit(f"--set {pair!r}: the value must be JSON (a number, null, or a string in "
-                             f"quotes, such as forget_target='\"anchor\"')") from None
-    return found
 
 
 def main(argv=None) -> int:

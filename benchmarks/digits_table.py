@@ -112,11 +112,15 @@ def markdown(rows: list[dict], methods) -> str:
 
 
 def parse_set(pairs: list[str]) -> dict:
-    overrides = {}
+    found = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
-        overrides[key] = json.loads(value)
-    return overrides
+        try:
+            found[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--set {pair!r}: the value must be JSON (a number, null, or a string in "
+                             f"quotes, such as forget_target='\"anchor\"')") from None
+    return found
 
 
 def main(argv=None) -> int:
