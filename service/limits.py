@@ -143,18 +143,19 @@ class JobCost:
     """What a job costs, in UNet passes over one latent (a forward, or a forward and a backward,
     on one sample), from its method's full configuration (the defaults filled in):
 
-        training    = steps x batch_size x (sets + frozen passes)
+        training    = steps x batch_size x (trained passes + frozen passes)
         data        = num_prompts x generation_steps x sets (2 for every method with stop_when_erased:
                       its check is fitted on the retain images too)
         evaluation  = eval_prompts x 2 (forget, retain) x generation_steps x 2 (before, after)
                       + erasure checks (with stop_when_erased: one before training and one every
                         stop_check_every steps, each stop_check_images x generation_steps per concept)
 
-    where `sets` is 2 for a method that also trains on the retain set (rg, graddiff: a forget
-    and a retain pass per step, and retain latents to generate), else 1 (ga, esd), and the frozen
-    passes are the forwards through the original weights that give a target (esd's two, the
-    anchor's one or two, and in the robust mode as many again plus one, one for retain_target
-    'original': `frozen_passes`). The robust mode (`adversarial_steps`) adds to training steps x
+    where `sets` is 2 for a method that also trains on the retain set (rg, graddiff: retain
+    latents to generate), else 1 (ga, esd); the trained passes are a forget and, for those, a
+    retain pass per sample (and the empty prompt's beside it with retain_target 'guided':
+    `trained_passes`); and the frozen passes are the forwards through the original weights that
+    give a target (esd's two, the anchor's one or two, and in the robust mode as many again plus
+    one, one for retain_target 'original' and two for 'guided': `frozen_passes`). The robust mode (`adversarial_steps`) adds to training steps x
     batch_size (the adversarial rows; twice with the anchor, which holds the empty prompt beside
     them) and searches x adversarial_steps x the search's batch, a search every
     `adversarial_every` steps.
@@ -178,10 +179,9 @@ def job_cost(method: str, hyperparameters: dict[str, Any], concepts: int = 1) ->
     """The cost of a job of `method` with these (valid) hyperparameters, erasing `concepts` concepts."""
     full = make_config(method, hyperparameters)
     config = full.to_dict()
-    sets = 2 if full.implementation.uses_retain_set else 1
     drawn_sets = 2 if full.draws_retain_set else 1
     return JobCost(
-        training=config["steps"] * config["batch_size"] * (sets + full.frozen_passes) + adversarial_cost(full),
+        training=config["steps"] * config["batch_size"] * (full.trained_passes + full.frozen_passes) + adversarial_cost(full),
         data=config["num_prompts"] * config["generation_steps"] * drawn_sets,
         evaluation=config["eval_prompts"] * 2 * config["generation_steps"] * 2 + erasure_check_cost(config, concepts),
     )

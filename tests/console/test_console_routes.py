@@ -97,7 +97,7 @@ def test_methods_list_their_settings_with_the_bounds_a_job_is_checked_against(cl
     assert (rg["retain_weight"]["minimum"], rg["retain_weight"]["exclusive_minimum"]) == (0, True)
     assert rg["forget_loss_ceiling"]["nullable"] and "unet" in rg["trainable"]["choices"]
     assert (rg["forget_target"]["default"], rg["forget_target"]["choices"]) == ("ascent", ["ascent", "anchor"])
-    assert (rg["retain_target"]["default"], rg["retain_target"]["choices"]) == ("noise", ["noise", "original"])
+    assert (rg["retain_target"]["default"], rg["retain_target"]["choices"]) == ("noise", ["noise", "original", "guided"])
     assert rg["gradient_checkpointing"]["type"] == "boolean" and rg["steps"]["help"]
     esd = {s["name"]: s for s in methods["esd"]["settings"]}
     assert esd["steps"]["default"] == 200 and "negative_guidance" in esd and "retain_weight" not in esd

@@ -153,6 +153,8 @@ def test_the_default_limit_refuses_the_probes_job(tmp_path, tiny_pipeline):
         ("rg", {"forget_target": "anchor"}, JobCost(100 * 8 * 3, 800 * 25 * 2, 800)),  # e*(c_retain)
         ("rg", {"forget_target": "anchor", "anchor_guidance": 0.5, "retain_target": "original"},
          JobCost(100 * 8 * 5, 800 * 25 * 2, 800)),  # e*(c_retain) and e*(c_forget), and the retain's e*
+        ("graddiff", {"retain_target": "guided"},  # the empty prompt trained beside the pair; e* of both
+         JobCost(100 * 8 * (3 + 2), 800 * 25 * 2, 800)),
         ("ga", {"forget_target": "anchor", "anchor_guidance": 1.0}, JobCost(100 * 8 * 3, 800 * 25 * 2, 800)),
         ("rg", {"adversarial_steps": 50, "adversarial_every": 30},  # the robust mode: 4 searches of 50 steps
          JobCost(training=100 * 8 * 2 + 100 * 8 + 4 * 50 * 8, data=800 * 25 * 2, evaluation=800)),

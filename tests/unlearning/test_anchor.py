@@ -1,7 +1,8 @@
 """The anchored forget target (`forget_target: "anchor"`): the forget pass descends on
 mean((e_theta(z_t, c_forget) - e*(z_t, c_retain))^2) on the retain latents, e* the original UNet;
 the gradient methods combine it with g_r as they combine the ascent's g_f. And the retain target
-that holds the pairs' sentences to e*'s prediction (`retain_target: "original"`)."""
+that holds the pairs' sentences to e*'s prediction (`retain_target: "original"`, and "guided": the
+prediction the sampler steps with, the empty prompt's included)."""
 
 from __future__ import annotations
 
@@ -46,10 +47,18 @@ def gradients_apart(unlearner: Unlearner, original) -> tuple[torch.Tensor, torch
     goal = pair - unlearner.config.anchor_guidance * (concept - pair)
     anchor = F.mse_loss(unet(z_t, t, encoder_hidden_states=forget).sample, goal)
     z_t, _, t, z_0 = noise.noised(data.retain_latents[batch], generator, CPU)
-    if unlearner.config.to_dict().get("retain_target") == "original":  # the pair held to the original's prediction
+    keep = F.mse_loss(unet(z_t, t, encoder_hidden_states=retain).sample, z_0)
+    target, s = unlearner.config.to_dict().get("retain_target"), unlearner.config.guidance_scale
+    empty = data.unconditional.encoder_hidden_states.expand(len(batch), -1, -1)
+    guided = lambda m: m(z_t, t, encoder_hidden_states=empty).sample * (1 - s) + s * m(z_t, t, encoder_hidden_states=retain).sample  # noqa: E731
+    if target == "original":  # the pair held to the original's prediction
         with torch.no_grad():
             z_0 = original(z_t, t, encoder_hidden_states=retain).sample
-    keep = F.mse_loss(unet(z_t, t, encoder_hidden_states=retain).sample, z_0)
+        keep = F.mse_loss(unet(z_t, t, encoder_hidden_states=retain).sample, z_0)
+    elif target == "guided":  # the guided prediction held to the original's, over s^2
+        with torch.no_grad():
+            goal = guided(original)
+        keep = F.mse_loss(guided(unet), goal) / s ** 2
     flat = lambda loss: torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])  # noqa: E731
     return flat(anchor), flat(keep)
 
@@ -57,6 +66,7 @@ def gradients_apart(unlearner: Unlearner, original) -> tuple[torch.Tensor, torch
 @pytest.mark.parametrize("method, guidance, retain", [
     ("rg", 0.0, {}), ("graddiff", 0.0, {}), ("ga", 0.0, {}), ("rg", 1.5, {}),
     ("rg", 0.5, {"retain_target": "original"}), ("graddiff", 0.0, {"retain_target": "original"}),
+    ("rg", 0.5, {"retain_target": "guided"}), ("graddiff", 0.0, {"retain_target": "guided", "guidance_scale": 3.0}),
 ])
 def test_every_step_descends_on_the_anchor_and_combines_it_as_the_method_does(method, guidance, retain):
     # a ceiling the ascent would pass: the anchor has none
@@ -114,7 +124,7 @@ def test_an_anchored_run_brings_the_concepts_sentences_to_their_pairs():
     assert anchor_gap(unlearner, original) < 0.5 * before
 
 
-@pytest.mark.parametrize("targets", [{}, {"forget_target": "ascent", "retain_target": "original"}])
+@pytest.mark.parametrize("targets", [{}, {"forget_target": "ascent", "retain_target": "original"}, {"retain_target": "guided"}])
 def test_a_resumed_run_keeps_the_original_target(tmp_path, targets):
     """The target's weights are taken before the saved state is loaded over the trainable ones."""
     whole = anchored("rg", steps=4, **targets)
@@ -132,7 +142,7 @@ def test_a_resumed_run_keeps_the_original_target(tmp_path, targets):
 @pytest.mark.parametrize("settings, field, message", [
     ({"forget_target": "descent"}, "forget_target", "must be one of ascent, anchor"),
     ({"forget_target": "anchor", "anchor_guidance": -1.0}, "anchor_guidance", "between 0 and 100"),
-    ({"retain_target": "model"}, "retain_target", "must be one of noise, original"),
+    ({"retain_target": "model"}, "retain_target", "must be one of noise, original, guided"),
 ])
 def test_bad_anchor_settings_are_refused_by_name(settings, field, message):
     with pytest.raises(unlearning.InvalidInput) as error:
@@ -146,9 +156,20 @@ def test_gradient_ascent_draws_the_retain_images_only_with_the_anchor():
     assert make_config("ga", {"forget_target": "anchor"}).draws_retain_set
 
 
-def test_the_original_retain_target_starts_at_zero_and_holds_the_pairs_as_the_weights_move():
-    unlearner = anchored("rg", steps=5, forget_target="ascent", retain_target="original", forget_loss_ceiling=None)
+@pytest.mark.parametrize("target", ["original", "guided"])
+def test_the_original_retain_targets_start_at_zero_and_hold_the_pairs_as_the_weights_move(target):
+    unlearner = anchored("rg", steps=5, forget_target="ascent", retain_target=target, forget_loss_ceiling=None)
     unlearner.run(unlearning.Callbacks(), None, "key")
     kept = [r["retain_loss"] for r in unlearner.history]
     assert kept[0] == 0.0 and all(k > 0 for k in kept[1:])  # the weights are the original's only before the first step
     assert unlearner.method.original is None  # released with the run
+
+
+def test_at_guidance_scale_one_the_guided_target_is_the_sentences_own():
+    """g(c) = e(empty) + 1 (e(c) - e(empty)) = e(c): the empty prompt's passes cancel."""
+    runs = [anchored("rg", steps=3, retain_target=target, guidance_scale=1.0) for target in ("original", "guided")]
+    for run in runs:
+        run.run(unlearning.Callbacks(), None, "key")
+    conditional, guided = ([r["retain_loss"] for r in run.history] for run in runs)
+    assert guided[-1] > 0
+    torch.testing.assert_close(guided, conditional, rtol=1e-4, atol=1e-9)

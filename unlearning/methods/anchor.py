@@ -24,8 +24,13 @@ share most positions with the empty prompt, and without that second term trainin
 empty prompt's prediction, which guidance subtracts from every prompt: on the canvas model the
 style of every prompt went (README, Benchmarks).
 
-The same frozen prediction can hold the retain side (`retain_target: "original"` of rg and
-graddiff): the pair's sentence keeps predicting what the original model predicts (`kept_loss`).
+The same frozen prediction can hold the retain side (`retain_target` of rg and graddiff): the
+pair's sentence keeps predicting what the original model predicts ("original", `kept_loss`), or
+its guided prediction, with the empty prompt's, keeps the original's ("guided", `guided_kept_loss`).
+The sampler steps with e(empty) + s (e(c) - e(empty)), s = 7.5 by default: on the canvas model the
+erased version's sentence and empty prompt drift together, which the sampler cancels, while a
+small change in their difference, which the denoising loss weighs no more than the rest, turned a
+kept digit into another (README, Benchmarks).
 
 e* is the UNet with its trainable tensors' original values, kept as ESD keeps them (`esd.py`).
 No torch at import (the gateway imports the method modules).
@@ -66,6 +71,28 @@ def kept_loss(trainer: Any, original: dict, batch, generator):
     data = trainer.data
     retain = data.retain_conditioning[batch]
     return _towards_original(trainer, original, data.retain_latents[batch], generator, retain, retain)
+
+
+def guided_kept_loss(trainer: Any, original: dict, batch, generator, scale: float):
+    """The retain loss with `retain_target: "guided"`: on the same noisy retain latents, the pair's
+    guided prediction, the one the sampler steps with at guidance scale s,
+    g(c) = e(z_t, empty) + s (e(z_t, c) - e(z_t, empty)), held to the original's:
+    mean((g(c_retain) - g*(c_retain))^2) / max(s, 1)^2. A change the sentence and the empty prompt
+    share moves g by 1/s of what it moves each; a change in their difference moves it s times."""
+    import torch.nn.functional as F
+
+    data = trainer.data
+    retain, empty = data.retain_conditioning[batch], data.unconditional.expand(len(batch))
+    noisy, _, t, _ = trainer.noise.noised(data.retain_latents[batch], generator, trainer.device)
+
+    top = max(scale, 1.0)
+
+    def guided(weights=None):  # g(c_retain) / max(s, 1)
+        cond = trainer.prediction(noisy, t, retain, weights).float()
+        uncond = trainer.prediction(noisy, t, empty, weights).float()
+        return uncond / top + (scale / top) * (cond - uncond)
+
+    return F.mse_loss(guided(), guided(original))
 
 
 def _towards_original(trainer: Any, original: dict, latents, generator, conditioning, stand_in, guidance: float = 0.0):

@@ -112,6 +112,12 @@ class MethodConfig:
         return 0
 
     @property
+    def trained_passes(self) -> int:
+        """Forward and backward passes per sample and step: the forget pass, and the retain pass
+        of a method that trains on the retain set."""
+        return 2 if self.implementation.uses_retain_set else 1
+
+    @property
     def adversarial_passes(self) -> int:
         """Trained passes per sample and step of the robust mode's adversarial rows, when it is on."""
         return 1

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .adversarial import Adversary
-from .anchor import anchor_loss, kept_loss, original_weights
+from .anchor import anchor_loss, guided_kept_loss, kept_loss, original_weights
 from .base import InvalidInput, Method, MethodConfig, setting
 
 FORGET_TARGETS = ("ascent", "anchor")
-RETAIN_TARGETS = ("noise", "original")
+RETAIN_TARGETS = ("noise", "original", "guided")
 GRAM_CHUNK = 1 << 22  # elements per fp64 block: 2 rows of it are 64 MiB, whatever N is
 
 
@@ -162,7 +162,7 @@ class CombinedGradient(ForgetGradient):
 
     @staticmethod
     def needs_original(config) -> bool:
-        return ForgetGradient.needs_original(config) or config.retain_target == "original"
+        return ForgetGradient.needs_original(config) or config.retain_target in ("original", "guided")
 
     def coefficients(self, ff: float, rr: float, fr: float) -> tuple[float, float]:
         raise NotImplementedError
@@ -185,10 +185,13 @@ class CombinedGradient(ForgetGradient):
 
     def retain_pass(self, batch, generator) -> float:
         """Leave g_r = grad L_r in the buffer; return L_r (the denoising loss, or with
-        `retain_target: "original"` the distance to the original model's prediction)."""
+        `retain_target` "original" or "guided" the distance to the original model's prediction,
+        conditional or guided)."""
         data = self.trainer.data
         if self.config.retain_target == "original":
             loss = kept_loss(self.trainer, self.original, batch, generator)
+        elif self.config.retain_target == "guided":
+            loss = guided_kept_loss(self.trainer, self.original, batch, generator, self.config.guidance_scale)
         else:
             loss = self.trainer.denoising_loss(data.retain_latents[batch], data.retain_conditioning[batch], generator)
         loss.backward()

@@ -28,9 +28,10 @@ class RGConfig(GradientConfig):
 
     retain_weight: float = setting("weight w of the retain direction in d = g_f + w g_r (the paper's alpha)", 1.6)
     retain_target: str = setting(
-        "the retain loss: 'noise' (the paper's: the denoising loss of the pairs' images) or 'original' (the "
-        "pairs' sentences held to the original model's prediction on the same noisy images; keeps a copy of "
-        "the trainable tensors)", "noise"
+        "the retain loss: 'noise' (the paper's: the denoising loss of the pairs' images), 'original' (the "
+        "pairs' sentences held to the original model's prediction on the same noisy images) or 'guided' "
+        "(their guided prediction, with the empty prompt's at guidance_scale, held to the original's: what "
+        "the sampler steps with); the last two keep a copy of the trainable tensors", "noise"
     )
     forget_loss_ceiling: float | None = setting(
         "the hinge: no forget gradient once the forget loss exceeds this level (null: never)", 1.1
@@ -46,7 +47,11 @@ class RGConfig(GradientConfig):
 
     @property
     def frozen_passes(self) -> int:
-        return super().frozen_passes + (self.retain_target == "original")
+        return super().frozen_passes + {"noise": 0, "original": 1, "guided": 2}[self.retain_target]
+
+    @property
+    def trained_passes(self) -> int:
+        return super().trained_passes + (self.retain_target == "guided")  # the empty prompt beside the pair
 
 
 def _check_positive(name: str, value: float) -> None:
