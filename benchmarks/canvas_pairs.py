@@ -7,6 +7,11 @@ that either model draws wrong, with what the version's wrong images were judged 
 them to --json. The protocol (`canvas_table.py`) draws 5 images a pair; more images a pair tell
 one pair's collapse from judging noise.
 
+With --branches it also draws every pair with the two branches of the guided call taken from
+different models: the version's conditional branch with the original's unconditional one, and the
+other way round. The sampler steps with e(empty) + s (e(c) - e(empty)); this tells whether a kept
+pair falls by its own sentence's prediction or by the empty prompt's.
+
     python benchmarks/canvas_pairs.py --concept three --seed 0 --per-pair 20
 """
 
@@ -20,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import unlearning
 from canvas_table import parse_set
@@ -29,10 +35,27 @@ from unlearning.canvas.protocol import KINDS, class_of, class_of_pair
 from unlearning.canvas.sampling import draw_pairs, load_pipeline
 
 
-def judged(folder: Path, kind: str, seed: int, per_pair: int) -> dict:
+def judged(pipe, kind: str, seed: int, per_pair: int) -> dict:
     """{(digit, style): the judged class of each image}, for one kind."""
-    drawn = draw_pairs(load_pipeline(folder), ALL_PAIRS, per_pair, seed)
+    drawn = draw_pairs(pipe, ALL_PAIRS, per_pair, seed)
     return {pair: recognise(images, kind) for pair, images in drawn.items()}
+
+
+def branches_from(conditional: Path, unconditional: Path):
+    """A pipeline whose UNet answers the guided call's unconditional half (the first) with one
+    model's UNet and its conditional half with the other's."""
+    pipe, other = load_pipeline(conditional), load_pipeline(unconditional).unet
+    own, unet_call = pipe.unet, type(pipe.unet).forward
+
+    def forward(sample, t, encoder_hidden_states, **kwargs):
+        half = sample.shape[0] // 2
+        kwargs["return_dict"] = False
+        parts = [unet_call(model, sample[rows], t, encoder_hidden_states[rows], **kwargs)[0]
+                 for model, rows in ((other, slice(0, half)), (own, slice(half, None)))]
+        return (torch.cat(parts),)
+
+    own.forward = forward  # the pipeline asks for a tuple (return_dict=False)
+    return pipe
 
 
 def kept_pairs(original: dict, erased: dict, kind: str, gone: int) -> list[dict]:
@@ -53,6 +76,20 @@ def in_domain(labels: dict, kind: str, gone: int) -> float:
     return float(np.mean(kept))
 
 
+def summary(original: dict, labels: dict, kind: str, gone: int) -> dict:
+    """UA and IRA of one set of drawings, and the kept pairs drawn wrong (`kept_pairs`)."""
+    erased = [np.mean(v == gone) for p, v in labels.items() if class_of_pair(p, kind) == gone]
+    return {"UA": float(1 - np.mean(erased)), "IRA": in_domain(labels, kind, gone),
+            "pairs": kept_pairs(original, labels, kind, gone)}
+
+
+def report(title: str, found: dict) -> None:
+    print(f"{title}: UA {found['UA']:.3f}, IRA {found['IRA']:.4f}")
+    for row in found["pairs"]:
+        print(f"  {row['digit']:>6} {row['style']:>8}: original {row['original']:.2f}, erased {row['erased']:.2f}, "
+              f"wrong as {row['judged_as']}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("models/canvas"))
@@ -60,6 +97,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-pair", type=int, default=20)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a hyperparameter over the defaults")
+    parser.add_argument("--branches", action="store_true",
+                        help="also draw with the guided call's two branches from different models")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
@@ -67,26 +106,31 @@ def main(argv=None) -> int:
     except ValueError as error:
         parser.error(f"--concept: {error}")
     overrides = parse_set(args.set)
-    original = judged(args.model, kind, args.seed, args.per_pair)
+    original = judged(load_pipeline(args.model), kind, args.seed, args.per_pair)
+    branches = {}
     with tempfile.TemporaryDirectory(prefix="canvas-pairs-") as work:
+        version = Path(work) / "out"
         started = time.perf_counter()
-        unlearning.erase(args.model, [args.concept], Path(work) / "out", method="rg", seed=args.seed,
+        unlearning.erase(args.model, [args.concept], version, method="rg", seed=args.seed,
                          cache_dir=Path(work) / "cache", hyperparameters=overrides or None, audit="off")
         seconds = time.perf_counter() - started
-        erased = judged(Path(work) / "out", kind, args.seed, args.per_pair)
+        erased = summary(original, judged(load_pipeline(version), kind, args.seed, args.per_pair), kind, gone)
+        if args.branches:
+            for name, models in (("version's conditional, original's unconditional", (version, args.model)),
+                                 ("original's conditional, version's unconditional", (args.model, version))):
+                branches[name] = summary(original, judged(branches_from(*models), kind, args.seed, args.per_pair), kind, gone)
     result = {
         "command": "python benchmarks/canvas_pairs.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "concept": args.concept, "seed": args.seed, "per_pair": args.per_pair, "overrides": overrides,
         "seconds": round(seconds, 1),
-        "IRA": {"original": in_domain(original, kind, gone), "erased": in_domain(erased, kind, gone)},
-        "UA": float(1 - np.mean([np.mean(v == gone) for p, v in erased.items() if class_of_pair(p, kind) == gone])),
-        "pairs": kept_pairs(original, erased, kind, gone),
+        "IRA": {"original": in_domain(original, kind, gone), "erased": erased["IRA"]},
+        "UA": erased["UA"], "pairs": erased["pairs"],
+        **({"branches": branches} if branches else {}),
     }
-    print(f"{args.concept}, seed {args.seed}, {args.per_pair} a pair, {overrides or 'the defaults'}: "
-          f"UA {result['UA']:.3f}, IRA {result['IRA']['erased']:.4f} (original {result['IRA']['original']:.4f})")
-    for row in result["pairs"]:
-        print(f"  {row['digit']:>6} {row['style']:>8}: original {row['original']:.2f}, erased {row['erased']:.2f}, "
-              f"wrong as {row['judged_as']}")
+    report(f"{args.concept}, seed {args.seed}, {args.per_pair} a pair, {overrides or 'the defaults'} "
+           f"(original IRA {result['IRA']['original']:.4f})", erased)
+    for name, found in branches.items():
+        report(name, found)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
