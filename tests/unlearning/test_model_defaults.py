@@ -109,6 +109,7 @@ def test_the_canvas_model_erases_a_digit_and_several_styles_with_the_anchor_and_
     assert (digit.forget_target, digit.anchor_guidance, digit.stop_when_erased) == ("anchor", 0.5, None)
     assert (style.forget_target, style.stop_when_erased) == ("ascent", 0.0)
     assert (digit.key_value_whitening, style.key_value_whitening) == (0.0001, None)
+    assert (digit.retain_target, style.retain_target) == ("guided", "noise")
     assert digit.trainable == style.trainable == "cross_attention"
     styles = prepare_job(CANVAS, ["dots", "red", "stripes"], tmp_path / "out", "rg", [], None, None, 0).config
     assert (styles.forget_target, styles.anchor_guidance, styles.key_value_whitening) == ("anchor", 0.0, 0.001)
