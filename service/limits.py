@@ -155,10 +155,10 @@ class JobCost:
     retain pass per sample (and the empty prompt's beside it with retain_target 'guided':
     `trained_passes`); and the frozen passes are the forwards through the original weights that
     give a target (esd's two, the anchor's one or two, and in the robust mode as many again plus
-    one, one for retain_target 'original' and two for 'guided': `frozen_passes`). The robust mode (`adversarial_steps`) adds to training steps x
-    batch_size (the adversarial rows; twice with the anchor, which holds the empty prompt beside
-    them) and searches x adversarial_steps x the search's batch, a search every
-    `adversarial_every` steps.
+    one, one for retain_target 'original' and two for 'guided': `frozen_passes`). The robust mode
+    (`adversarial_steps`) adds to training steps x batch_size (the adversarial rows; twice with
+    the anchor, which holds the empty prompt beside them) and searches x adversarial_steps x the
+    search's batch, a search every `adversarial_every` steps.
     Classifier-free guidance doubles the passes of every sampler step; it is left out, as a
     constant factor.
     """

@@ -77,14 +77,14 @@ def guided_kept_loss(trainer: Any, original: dict, batch, generator, scale: floa
     """The retain loss with `retain_target: "guided"`: on the same noisy retain latents, the pair's
     guided prediction, the one the sampler steps with at guidance scale s,
     g(c) = e(z_t, empty) + s (e(z_t, c) - e(z_t, empty)), held to the original's:
-    mean((g(c_retain) - g*(c_retain))^2) / max(s, 1)^2. A change the sentence and the empty prompt
-    share moves g by 1/s of what it moves each; a change in their difference moves it s times."""
+    mean((g(c_retain) - g*(c_retain))^2) / max(s, 1)^2. A change that the sentence's prediction and
+    the empty prompt's share moves g as much as it moves each, and costs 1/s^2 of what it costs in
+    `kept_loss`; a change in their difference moves g s times as much, and costs the same."""
     import torch.nn.functional as F
 
     data = trainer.data
     retain, empty = data.retain_conditioning[batch], data.unconditional.expand(len(batch))
     noisy, _, t, _ = trainer.noise.noised(data.retain_latents[batch], generator, trainer.device)
-
     top = max(scale, 1.0)
 
     def guided(weights=None):  # g(c_retain) / max(s, 1)

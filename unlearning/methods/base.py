@@ -108,7 +108,8 @@ class MethodConfig:
     @property
     def frozen_passes(self) -> int:
         """Forward passes per sample and step through the original weights (no backward), beyond
-        the trained passes: the targets of esd and of the anchor, the retain target 'original'."""
+        the trained passes: the targets of esd and of the anchor, the retain targets 'original' and
+        'guided'."""
         return 0
 
     @property
